@@ -1,0 +1,236 @@
+"""Pinhole cameras, back-projection, homography warping and plane sweep (chapters 01 and 07)."""
+from __future__ import annotations
+
+__all__ = ["pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
+           "projection_matrix", "scale_intrinsics", "depth_to_points", "homography_warp",
+           "plane_sweep_volume"]
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Conventions (whole library): camera frame is OpenCV (x right, y down, z forward), metres;
+# `extrinsic` is world->camera, X_cam = R @ X_world + t; integer pixel coordinates (u = column,
+# v = row) are pixel CENTRES; depth is z-depth in the camera frame (not ray length).
+
+
+def _check(condition: bool, name: str, value, expected: str) -> None:
+    """Raise a ValueError naming the argument, its actual shape and the expected one."""
+    if not condition:
+        shape = tuple(value.shape) if hasattr(value, "shape") else value
+        raise ValueError(f"{name} has shape {shape}, expected {expected}")
+
+
+def _check_camera(K: torch.Tensor, batch: int, name: str = "K") -> None:
+    _check(K.dim() == 3 and tuple(K.shape) == (batch, 3, 3), name, K, f"({batch}, 3, 3)")
+
+
+def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Homogeneous pixel-centre coordinates of an image, row-major.
+
+    Returns (3, H*W) with rows [u, v, 1]; u = column index, v = row index, so
+    ``pixel_grid(H, W)[:, v * W + u] == [u, v, 1]``.
+
+    Example:
+        >>> pixel_grid(2, 3)[:, :4].tolist()
+        [[0.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
+                          torch.arange(width, device=device, dtype=dtype), indexing="ij")
+    return torch.stack([u.reshape(-1), v.reshape(-1), torch.ones_like(u).reshape(-1)])
+
+
+def backproject(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Lift a z-depth map to camera-frame points: X = depth * K^-1 [u, v, 1]^T.
+
+    Args:
+        depth: (B, 1, H, W) z-depth, metres. K: (B, 3, 3) intrinsics at this resolution.
+    Returns:
+        (B, 3, H, W) camera-frame points (x right, y down, z forward), metres.
+    """
+    _check(depth.dim() == 4 and depth.shape[1] == 1, "depth", depth, "(B, 1, H, W)")
+    batch, _, height, width = depth.shape
+    _check_camera(K, batch)
+    rays = torch.linalg.inv(K.to(depth.dtype)) @ pixel_grid(height, width, depth.device, depth.dtype)
+    return (rays * depth.reshape(batch, 1, -1)).reshape(batch, 3, height, width)
+
+
+def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-6):
+    """Project camera-frame points to pixel coordinates (pixel centres at integers).
+
+    Args:
+        points: (B, 3, N) or (B, 3, H, W) camera-frame points, metres. K: (B, 3, 3).
+    Returns:
+        (uv, z): uv with 2 channels [u, v] in the layout of ``points``, z with 1 channel.
+        Where z <= eps (on or behind the camera plane) uv is NaN, never a division by ~0;
+        mask with ``z > eps`` before ``grid_sample`` (a NaN grid samples NaN).
+    """
+    _check(points.dim() in (3, 4) and points.shape[1] == 3, "points", points,
+           "(B, 3, N) or (B, 3, H, W)")
+    _check_camera(K, points.shape[0])
+    flat = points.reshape(points.shape[0], 3, -1)
+    pixels = K.to(points.dtype) @ flat                                    # (B, 3, N): [z u, z v, z]
+    z = flat[:, 2:3]
+    in_front = z > eps
+    uv = torch.where(in_front, pixels[:, :2] / z.clamp(min=eps), torch.full_like(pixels[:, :2], float("nan")))
+    return uv.reshape(points.shape[0], 2, *points.shape[2:]), z.reshape(points.shape[0], 1, *points.shape[2:])
+
+
+def _rigid_parts(extrinsic: torch.Tensor, points: torch.Tensor):
+    _check(points.dim() >= 3 and points.shape[1] == 3, "points", points, "(B, 3, ...)")
+    batch = points.shape[0]
+    _check(tuple(extrinsic.shape) == (batch, 4, 4), "extrinsic", extrinsic, f"({batch}, 4, 4)")
+    extrinsic = extrinsic.to(points.dtype)
+    return extrinsic[:, :3, :3], extrinsic[:, :3, 3:4], points.reshape(batch, 3, -1)
+
+
+def world_to_camera(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tensor:
+    """Map world points to the camera frame: X_cam = R @ X_world + t.
+
+    Args:
+        points: (B, 3, ...) world points, metres. extrinsic: (B, 4, 4) world->camera.
+    Returns:
+        (B, 3, ...) camera-frame points, same layout as ``points``.
+    """
+    rotation, translation, flat = _rigid_parts(extrinsic, points)
+    return (rotation @ flat + translation).reshape(points.shape)
+
+
+def camera_to_world(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tensor:
+    """Map camera-frame points to the world: X_world = R^T @ (X_cam - t).
+
+    Args:
+        points: (B, 3, ...) camera-frame points, metres. extrinsic: (B, 4, 4) world->camera.
+    Returns:
+        (B, 3, ...) world points, same layout as ``points``.
+    """
+    rotation, translation, flat = _rigid_parts(extrinsic, points)
+    return (rotation.transpose(1, 2) @ (flat - translation)).reshape(points.shape)
+
+
+def projection_matrix(K, extrinsic):
+    """Full projection [[K @ [R|t]], [0, 0, 0, 1]] as used by ``homography_warp``.
+
+    Args:
+        K: (B, 3, 3) or (3, 3); extrinsic: (B, 4, 4) or (4, 4) world->camera.
+            Torch tensors or NumPy arrays (the result has the same type).
+    Returns:
+        (B, 4, 4) or (4, 4).
+    """
+    _check(K.shape[-2:] == (3, 3), "K", K, "(B, 3, 3) or (3, 3)")
+    _check(extrinsic.shape[-2:] == (4, 4) and extrinsic.shape[:-2] == K.shape[:-2],
+           "extrinsic", extrinsic, f"{tuple(K.shape[:-2]) + (4, 4)} to match K {tuple(K.shape)}")
+    if isinstance(K, np.ndarray):
+        proj = np.broadcast_to(np.eye(4), extrinsic.shape).copy()
+        proj[..., :3, :4] = K @ extrinsic[..., :3, :4]
+        return proj
+    proj = torch.eye(4, dtype=K.dtype, device=K.device).expand(extrinsic.shape).clone()
+    proj[..., :3, :4] = K @ extrinsic[..., :3, :4].to(K.dtype)
+    return proj
+
+
+def scale_intrinsics(K, scale_x: float, scale_y: float | None = None):
+    """Intrinsics of an image resized by (scale_x, scale_y), pixel-centre convention.
+
+    fx' = fx sx, skew' = skew sx, cx' = (cx + 0.5) sx - 0.5 (y likewise; scale_y defaults to
+    scale_x). K: (..., 3, 3) NumPy array or tensor; returns a new one of the same type.
+
+    Example:
+        >>> scale_intrinsics(np.array([[100., 0, 63.5], [0, 100., 47.5], [0, 0, 1]]), 0.5)[0]
+        array([50. ,  0. , 31.5])
+    """
+    _check(K.shape[-2:] == (3, 3), "K", K, "(..., 3, 3)")
+    scale_y = scale_x if scale_y is None else scale_y
+    scaled = K.copy() if isinstance(K, np.ndarray) else K.clone()
+    scaled[..., 0, :2] = K[..., 0, :2] * scale_x
+    scaled[..., 1, 1] = K[..., 1, 1] * scale_y
+    scaled[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
+    scaled[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
+    return scaled
+
+
+def depth_to_points(depth: torch.Tensor, K: torch.Tensor, extrinsic=None, mask=None) -> torch.Tensor:
+    """Point map of a depth map: camera frame, or world frame when ``extrinsic`` is given.
+
+    Args:
+        depth: (B, 1, H, W) z-depth, metres. K: (B, 3, 3). extrinsic: (B, 4, 4) world->camera.
+        mask: (B, 1, H, W) bool; points where it is False become NaN (e.g. ``mask=depth > 0``).
+    Returns:
+        (B, 3, H, W) points, metres.
+    """
+    points = backproject(depth, K)
+    if extrinsic is not None:
+        points = camera_to_world(points, extrinsic)
+    if mask is not None:
+        _check(tuple(mask.shape) == tuple(depth.shape), "mask", mask, f"{tuple(depth.shape)} like depth")
+        points = torch.where(mask.bool(), points, torch.full_like(points, float("nan")))
+    return points
+
+
+def _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values) -> None:
+    _check(src_feat.dim() == 4, "src_feat", src_feat, "(B, C, H, W)")
+    batch, _, height, width = src_feat.shape
+    if height < 2 or width < 2:
+        raise ValueError(f"src_feat has shape {tuple(src_feat.shape)}, expected H >= 2 and W >= 2")
+    _check(tuple(src_proj.shape) == (batch, 4, 4), "src_proj", src_proj, f"({batch}, 4, 4)")
+    _check(tuple(ref_proj.shape) == (batch, 4, 4), "ref_proj", ref_proj, f"({batch}, 4, 4)")
+    shape = tuple(depth_values.shape)
+    ok = (len(shape) == 2 and shape[0] == batch) or (
+        len(shape) == 4 and (shape[0], shape[2], shape[3]) == (batch, height, width))
+    _check(ok, "depth_values", depth_values, f"({batch}, D) or ({batch}, D, {height}, {width})")
+
+
+def homography_warp(src_feat: torch.Tensor, src_proj: torch.Tensor, ref_proj: torch.Tensor,
+                    depth_values: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Warp source features onto fronto-parallel planes of the reference camera.
+
+    Args:
+        src_feat: (B, C, H, W) source features. src_proj, ref_proj: (B, 4, 4)
+            [[K @ [R|t]], [0, 0, 0, 1]] with K at feature resolution.
+        depth_values: (B, D) plane depths, or (B, D, H, W) per-pixel depths; metres.
+    Returns:
+        (B, C, D, H, W): bilinear samples (align_corners=True, pixel centres at integers);
+        pixels that land outside the source image, or behind it (z <= eps), are 0.
+    """
+    _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values)
+    batch, channels, height, width = src_feat.shape
+    num_depths = depth_values.shape[1]
+    # src_proj @ ref_proj^-1 maps [u z, v z, z, 1] of the reference camera to the source camera;
+    # the 4x4 algebra runs in float64 (cheap, well conditioned), the per-pixel part in src dtype.
+    ref_to_src = src_proj.double() @ torch.linalg.inv(ref_proj.double())
+    rotation = ref_to_src[:, :3, :3].to(src_feat.dtype)
+    translation = ref_to_src[:, :3, 3].to(src_feat.dtype).reshape(batch, 3, 1, 1)
+    rays = rotation @ pixel_grid(height, width, src_feat.device, src_feat.dtype)  # (B, 3, HW)
+    depth = depth_values.to(src_feat.dtype).reshape(batch, 1, num_depths, -1)   # (B, 1, D, 1|HW)
+    points = rays.unsqueeze(2) * depth + translation                             # (B, 3, D, HW)
+    z = points[:, 2:3]
+    in_front = z > eps
+    xy = points[:, :2] / z.clamp(min=eps)
+    # Normalise to [-1, 1] for grid_sample(align_corners=True): pixel 0 -> -1, pixel W-1 -> +1.
+    scale = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=xy.dtype, device=xy.device)
+    grid = xy / scale.reshape(1, 2, 1, 1) - 1
+    # Behind the source camera: send the sample far outside, so both bilinear neighbours are 0.
+    grid = torch.where(in_front, grid, torch.full_like(grid, -10.0))
+    grid = grid.permute(0, 2, 3, 1).reshape(batch, num_depths * height, width, 2)
+    warped = F.grid_sample(src_feat, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return warped.reshape(batch, channels, num_depths, height, width)
+
+
+def plane_sweep_volume(feats: torch.Tensor, proj: torch.Tensor, depth_values: torch.Tensor) -> torch.Tensor:
+    """Per-view feature volumes on the reference camera's depth planes.
+
+    Args:
+        feats: (B, V, C, H, W), view 0 is the reference. proj: (B, V, 4, 4) projections.
+        depth_values: (B, D) (or (B, D, H, W)) depths of the reference camera, metres.
+    Returns:
+        (B, V, C, D, H, W): view 0 is the reference features repeated over D, views 1.. are
+        ``homography_warp`` of each source view.
+    """
+    _check(feats.dim() == 5, "feats", feats, "(B, V, C, H, W)")
+    batch, views = feats.shape[:2]
+    _check(tuple(proj.shape) == (batch, views, 4, 4), "proj", proj, f"({batch}, {views}, 4, 4)")
+    _check(depth_values.dim() in (2, 4), "depth_values", depth_values, f"({batch}, D) or ({batch}, D, H, W)")
+    reference = feats[:, 0].unsqueeze(2).expand(-1, -1, depth_values.shape[1], -1, -1)
+    warped = [homography_warp(feats[:, view], proj[:, view], proj[:, 0], depth_values)
+              for view in range(1, views)]
+    return torch.stack([reference] + warped, dim=1)

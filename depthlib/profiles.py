@@ -1,0 +1,103 @@
+"""The ``cpu`` / ``gpu`` run profiles that size every notebook and CLI run (all chapters)."""
+from __future__ import annotations
+
+__all__ = ["Profile", "PROFILES", "resolve_profile_name", "get_profile"]
+
+import dataclasses
+import os
+import warnings
+
+import torch
+
+_ENV_VAR = "DEPTHLIB_PROFILE"
+_warned_no_cuda = False  # the "gpu profile without CUDA" warning is given once per process
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Run sizes for one profile; sizes are (H, W) pixels, counts are frames / scans / views.
+
+    ``nyu_*``: monocular set (model input size, rendered size, frame counts); ``mvs_*``: multi-view
+    set (image size, views per scan, scans, lights); ``n_views`` / ``n_depths``: MVSNet views and
+    depth planes; then training loop sizes. ``device`` is "cuda" or "cpu".
+    """
+
+    name: str
+    device: str
+    nyu_size: tuple[int, int]
+    nyu_render_size: tuple[int, int]
+    nyu_train: int
+    nyu_test: int
+    mvs_size: tuple[int, int]
+    mvs_views_per_scan: int
+    mvs_train_scans: int
+    mvs_test_scans: int
+    mvs_lights: int
+    n_views: int
+    n_depths: int
+    batch_size: int
+    epochs: int
+    num_workers: int
+
+
+PROFILES = {
+    "cpu": Profile(name="cpu", device="cpu", nyu_size=(96, 128), nyu_render_size=(192, 256),
+                   nyu_train=384, nyu_test=64, mvs_size=(128, 160), mvs_views_per_scan=12,
+                   mvs_train_scans=8, mvs_test_scans=2, mvs_lights=3, n_views=3, n_depths=32,
+                   batch_size=4, epochs=2, num_workers=0),  # about a minute per chapter on 2 cores
+    # ~15 minutes on a Colab T4. Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192
+    # planes) so that rendering the sets on Colab's 2 CPU cores takes minutes, not an hour;
+    # paper-scale runs use the real data through the CLI.
+    "gpu": Profile(name="gpu", device="cuda", nyu_size=(240, 320), nyu_render_size=(240, 320),
+                   nyu_train=3000, nyu_test=300, mvs_size=(256, 320), mvs_views_per_scan=16,
+                   mvs_train_scans=24, mvs_test_scans=4, mvs_lights=3, n_views=3, n_depths=96,
+                   batch_size=8, epochs=10, num_workers=2),
+}
+
+
+def resolve_profile_name(name: str = "auto") -> str:
+    """Turn "auto" / "cpu" / "gpu" into a profile name.
+
+    "cpu" and "gpu" are returned as is. "auto" uses $DEPTHLIB_PROFILE when it is set (to "cpu",
+    "gpu" or "auto", any case), else "gpu" if CUDA is available, else "cpu".
+
+    Example:
+        >>> resolve_profile_name("cpu")
+        'cpu'
+    """
+    choices = ["auto", *PROFILES]
+    if name not in choices:
+        raise ValueError(f"unknown profile {name!r}, expected one of {choices}")
+    if name != "auto":
+        return name
+    from_env = os.environ.get(_ENV_VAR, "").strip().lower()
+    if from_env and from_env not in choices:
+        raise ValueError(f"${_ENV_VAR}={os.environ[_ENV_VAR]!r} is not a profile, expected one of {choices}")
+    if from_env in PROFILES:
+        return from_env
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str = "auto", **overrides) -> Profile:
+    """The resolved profile, with ``overrides`` applied (e.g. ``epochs=1``).
+
+    ``device`` is "cuda" when CUDA is available, else "cpu"; the "gpu" profile without CUDA
+    warns once and runs on the CPU. An unknown override field raises ValueError.
+
+    Example:
+        >>> get_profile("cpu", epochs=1).epochs
+        1
+    """
+    global _warned_no_cuda
+    resolved = resolve_profile_name(name)
+    fields = [field.name for field in dataclasses.fields(Profile)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {unknown}, expected some of {fields}")
+    cuda = torch.cuda.is_available()
+    if resolved == "gpu" and not cuda and not _warned_no_cuda:
+        warnings.warn("profile 'gpu' asked for but CUDA is not available: running on the CPU "
+                      "with GPU-sized runs (slow)", stacklevel=2)
+        _warned_no_cuda = True
+    device = "cuda" if cuda else "cpu"
+    return dataclasses.replace(PROFILES[resolved], **{"device": device, **overrides})

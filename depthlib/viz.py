@@ -1,0 +1,219 @@
+"""Depth colour maps, side-by-side depth panels and point-cloud plots (all chapters)."""
+from __future__ import annotations
+
+__all__ = ["to_numpy", "depth_range", "colorize_depth", "show_depth_panels", "show_images",
+           "plot_point_cloud"]
+
+import matplotlib
+import matplotlib.cm
+import matplotlib.colors
+import numpy as np
+import torch
+
+# Figures carry English / math labels only (the book renders them without CJK fonts).
+# pyplot is imported inside the figure functions, so `import depthlib` stays light.
+
+
+def to_numpy(array) -> np.ndarray:
+    """NumPy array of a tensor (detached, moved to the CPU) or of any array-like."""
+    if isinstance(array, torch.Tensor):
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def _depth_map(depth, name: str = "depth") -> np.ndarray:
+    depth = to_numpy(depth)
+    if depth.ndim == 3 and depth.shape[0] == 1:
+        depth = depth[0]
+    if depth.ndim != 2:
+        raise ValueError(f"{name} has shape {depth.shape}, expected (H, W) or (1, H, W)")
+    return depth.astype(np.float64)
+
+
+def _valid(depth: np.ndarray) -> np.ndarray:
+    return np.isfinite(depth) & (depth > 0)
+
+
+def depth_range(*depths, percentile: float | None = None) -> tuple[float, float]:
+    """(vmin, vmax) over the valid pixels (finite, > 0) of all given maps: one shared scale.
+
+    ``percentile=p`` uses the p-th and (100 - p)-th percentiles instead of min / max.
+    Returns (0.0, 1.0) when no pixel is valid.
+
+    Example:
+        >>> depth_range(np.array([[0.0, 2.0]]), np.array([[np.nan, 5.0]]))
+        (2.0, 5.0)
+    """
+    values = np.concatenate([to_numpy(d).astype(np.float64).ravel() for d in depths] or [np.zeros(0)])
+    values = values[_valid(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    if percentile is None:
+        return float(values.min()), float(values.max())
+    return float(np.percentile(values, percentile)), float(np.percentile(values, 100 - percentile))
+
+
+def _colorize(values: np.ndarray, valid: np.ndarray, vmin: float, vmax: float, cmap: str) -> np.ndarray:
+    scaled = (np.where(valid, values, vmin) - vmin) / max(vmax - vmin, 1e-12)
+    rgb = matplotlib.colormaps[cmap](np.clip(scaled, 0.0, 1.0))[..., :3]
+    rgb[~valid] = 0.0
+    return rgb
+
+
+def colorize_depth(depth, vmin=None, vmax=None, cmap: str = "turbo") -> np.ndarray:
+    """Colour a depth map: (H, W) or (1, H, W), NumPy or torch, metres -> (H, W, 3) float in [0, 1].
+
+    Depths are scaled linearly from vmin to vmax (default: ``depth_range(depth)``) and clipped;
+    invalid pixels (0, negative, NaN, inf) are black.
+
+    Example:
+        >>> colorize_depth(np.array([[0.0, 1.0, 2.0]]))[0, 0].tolist()
+        [0.0, 0.0, 0.0]
+    """
+    depth = _depth_map(depth)
+    auto_min, auto_max = depth_range(depth)
+    vmin = auto_min if vmin is None else vmin
+    vmax = auto_max if vmax is None else vmax
+    return _colorize(depth, _valid(depth), vmin, vmax, cmap)
+
+
+def _image(image) -> np.ndarray:
+    """(H, W), (H, W, 3) or (3, H, W); uint8 or float in [0, 1] -> something imshow draws."""
+    image = to_numpy(image)
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+        raise ValueError(f"image has shape {image.shape}, expected (H, W), (H, W, 3) or (3, H, W)")
+    return image if image.dtype == np.uint8 else np.clip(image.astype(np.float64), 0.0, 1.0)
+
+
+def _colorbar(fig, axes, vmin, vmax, cmap, label):
+    mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(vmin, vmax), cmap)
+    fig.colorbar(mappable, ax=axes, label=label, shrink=0.8)
+
+
+def show_depth_panels(image, depths: dict, gt_key: str | None = None, gt=None, error: bool = True,
+                      cmap: str = "turbo", figsize=None):
+    """One row: image | each depth map (one shared scale and colour bar) | |depth - gt| per map.
+
+    depths: {title: (H, W) map, metres}. The ground truth is ``depths[gt_key]`` or ``gt`` (shown
+    as "ground truth"). Error panels (``error=True``) share their own scale; pixels invalid in
+    either map are black. ``image`` may be None. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    maps = {title: _depth_map(depth, f"depths[{title!r}]") for title, depth in depths.items()}
+    if gt is not None:
+        gt_key = "ground truth"
+        maps[gt_key] = _depth_map(gt, "gt")
+    elif gt_key is not None and gt_key not in maps:
+        raise ValueError(f"gt_key {gt_key!r} is not a key of depths, expected one of {list(maps)}")
+    errors = {}
+    if error and gt_key is not None:
+        for title, depth in maps.items():
+            if title == gt_key:
+                continue
+            if depth.shape != maps[gt_key].shape:
+                raise ValueError(f"depths[{title!r}] has shape {depth.shape}, "
+                                 f"expected {maps[gt_key].shape} like gt")
+            errors[title] = (np.abs(depth - maps[gt_key]), _valid(depth) & _valid(maps[gt_key]))
+    n_panels = (image is not None) + len(maps) + len(errors)
+    fig, axes = plt.subplots(1, n_panels, figsize=figsize or (3.2 * n_panels + 1, 3.2),
+                             layout="constrained", squeeze=False)
+    axes = list(axes[0])
+    if image is not None:
+        axes[0].imshow(_image(image), cmap="gray")
+        axes[0].set_title("image")
+    depth_axes = axes[image is not None:][:len(maps)]
+    vmin, vmax = depth_range(*maps.values())
+    for ax, (title, depth) in zip(depth_axes, maps.items()):
+        ax.imshow(_colorize(depth, _valid(depth), vmin, vmax, cmap))
+        ax.set_title(title)
+    if maps:
+        _colorbar(fig, depth_axes, vmin, vmax, cmap, "depth (m)")
+    error_axes = axes[len(axes) - len(errors):]
+    error_max = max([float(e[v].max()) for e, v in errors.values() if v.any()] + [1e-6])
+    for ax, (title, (abs_error, valid)) in zip(error_axes, errors.items()):
+        ax.imshow(_colorize(abs_error, valid, 0.0, error_max, "magma"))
+        ax.set_title(f"|{title} - gt|")
+    if errors:
+        _colorbar(fig, error_axes, 0.0, error_max, "magma", "abs. error (m)")
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def show_images(images, titles=None, ncols: int = 4, figsize=None):
+    """Grid of images ((H, W), (H, W, 3) or (3, H, W); uint8 or float in [0, 1]) -> Figure.
+
+    Float images are clipped to [0, 1]; single-channel images are drawn in grey.
+    Exactly one Axes per image (unused grid cells are removed).
+    """
+    import matplotlib.pyplot as plt
+
+    images = list(images)
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"titles has length {len(titles)}, expected {len(images)} (one per image)")
+    if not images:
+        raise ValueError("images is empty, expected at least one image")
+    ncols = max(1, min(ncols, len(images)))
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows),
+                             layout="constrained", squeeze=False)
+    for index, ax in enumerate(axes.ravel()):
+        if index >= len(images):
+            ax.remove()
+            continue
+        ax.imshow(_image(images[index]), cmap="gray")
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[index])
+    return fig
+
+
+def _equal_aspect_3d(ax, points: np.ndarray) -> None:
+    low, high = points.min(axis=0), points.max(axis=0)
+    centre, half = (low + high) / 2, max(float((high - low).max()) / 2, 1e-6)
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_zlim(centre[2] - half, centre[2] + half)
+    ax.set_box_aspect((1, 1, 1), zoom=0.85)  # zoom < 1 leaves room for the z label
+
+
+def plot_point_cloud(points, colors=None, ax=None, max_points: int = 20000, seed: int = 0,
+                     elev: float = 20.0, azim: float = -60.0, s: float = 1.0):
+    """3D scatter of a point cloud with equal aspect; returns the Axes3D.
+
+    points: (N, 3) metres (NumPy or torch); non-finite points are dropped. colors: (N, 3) float in
+    [0, 1] or uint8, or None (coloured by z). At most ``max_points`` points are drawn, a random
+    subset chosen with ``seed``.
+    """
+    import matplotlib.pyplot as plt
+
+    points = to_numpy(points).astype(np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points has shape {points.shape}, expected (N, 3)")
+    if colors is not None:
+        colors = to_numpy(colors)
+        if colors.shape != points.shape:
+            raise ValueError(f"colors has shape {colors.shape}, expected {points.shape} like points")
+        colors = colors / 255.0 if colors.dtype == np.uint8 else np.clip(colors.astype(np.float64), 0, 1)
+    keep = np.flatnonzero(np.isfinite(points).all(axis=1))
+    if keep.size > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
+    if ax is None:
+        fig = plt.figure(figsize=(5, 5))
+        ax = fig.add_axes((0, 0, 1, 1), projection="3d")
+    shown = points[keep]
+    ax.scatter(shown[:, 0], shown[:, 1], shown[:, 2], s=s, depthshade=False, linewidths=0,
+               c=colors[keep] if colors is not None else shown[:, 2],
+               cmap=None if colors is not None else "viridis")
+    if keep.size:
+        _equal_aspect_3d(ax, shown)
+    ax.view_init(elev=elev, azim=azim)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_zlabel("z (m)")
+    return ax

@@ -1,0 +1,147 @@
+"""Tests for depthlib.viz: colours against matplotlib's colormaps, shared scales, figure layout."""
+import warnings
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from depthlib.viz import (colorize_depth, depth_range, plot_point_cloud, show_depth_panels,
+                          show_images, to_numpy)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def turbo(values):
+    return matplotlib.colormaps["turbo"](np.asarray(values, dtype=np.float64))[..., :3]
+
+
+def panel_rgb(ax):
+    return np.asarray(ax.images[0].get_array())
+
+
+def test_to_numpy_accepts_tensors_with_grad_and_arrays():
+    tensor = torch.ones(2, 3, requires_grad=True) * 2
+    np.testing.assert_array_equal(to_numpy(tensor), np.full((2, 3), 2.0, dtype=np.float32))
+    np.testing.assert_array_equal(to_numpy([[1, 2]]), np.array([[1, 2]]))
+
+
+def test_depth_range_pools_valid_pixels_of_all_maps():
+    first = np.array([[0.0, 2.0, np.nan], [-1.0, 3.0, np.inf]])
+    second = torch.tensor([[1.5, 0.0], [4.0, float("nan")]])
+    assert depth_range(first, second) == (1.5, 4.0)
+    values = np.arange(1, 101, dtype=np.float64)
+    assert depth_range(values.reshape(10, 10), np.zeros((3, 3)), percentile=5) == (
+        np.percentile(values, 5), np.percentile(values, 95))
+    assert depth_range(np.zeros((2, 2))) == (0.0, 1.0)
+
+
+def test_colorize_depth_matches_linear_scaling_through_the_colormap():
+    depth = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 9.0]])
+    rgb = colorize_depth(depth, vmin=1.0, vmax=5.0)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.float64
+    expected = turbo(np.clip((depth - 1.0) / 4.0, 0, 1))
+    np.testing.assert_allclose(rgb, expected)
+    np.testing.assert_allclose(colorize_depth(torch.tensor(depth)[None]), turbo((depth - 1.0) / 8.0))
+
+
+def test_colorize_depth_paints_invalid_pixels_black():
+    depth = np.array([[0.0, np.nan, np.inf, -2.0], [1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
+    rgb = colorize_depth(depth)
+    np.testing.assert_array_equal(rgb[0], np.zeros((4, 3)))
+    assert (rgb[1].sum(axis=-1) > 0.1).all()  # turbo has no black, so valid pixels are visible
+    np.testing.assert_allclose(rgb[1], turbo([0, 1 / 3, 2 / 3, 1]), rtol=1e-6)
+
+
+def test_depth_panels_share_one_scale_and_show_error_with_invalid_black():
+    pred = np.array([[2.0, 1.0, 3.0], [2.5, 0.0, 1.2]])
+    gt = np.array([[2.0, 5.0, 3.5], [2.0, 4.0, 0.0]])
+    image = np.random.default_rng(0).uniform(size=(2, 3, 3))
+    fig = show_depth_panels(image, {"pred": pred, "gt": gt}, gt_key="gt")
+    assert len(fig.axes) == 4 + 2  # image, pred, gt, |pred - gt| + one depth and one error colour bar
+    _, ax_pred, ax_gt, ax_err = fig.axes[:4]
+    rgb_pred, rgb_gt = panel_rgb(ax_pred), panel_rgb(ax_gt)
+    np.testing.assert_allclose(rgb_pred[0, 0], rgb_gt[0, 0])  # depth 2.0 in both panels, same colour
+    np.testing.assert_allclose(rgb_pred, colorize_depth(pred, 1.0, 5.0))
+    np.testing.assert_allclose(rgb_gt, colorize_depth(gt, 1.0, 5.0))
+    assert not np.allclose(colorize_depth(pred)[0, 0], rgb_pred[0, 0])  # its own scale would differ
+    abs_error = np.abs(pred - gt)
+    expected = matplotlib.colormaps["magma"](abs_error / 4.0)[..., :3]
+    expected[1, 1:] = 0.0  # pred invalid at (1, 1), gt invalid at (1, 2)
+    np.testing.assert_allclose(panel_rgb(ax_err), expected)
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["image", "pred", "gt", "|pred - gt|"]
+
+
+def test_depth_panels_with_separate_gt_and_without_error_have_expected_axes():
+    depths = {"a": torch.rand(1, 4, 5) + 1, "b": np.full((4, 5), 2.0)}
+    fig = show_depth_panels(None, depths, gt=np.full((4, 5), 1.5))
+    assert len(fig.axes) == 3 + 2 + 2  # a, b, ground truth, two error panels, two colour bars
+    fig = show_depth_panels(np.zeros((4, 5, 3), np.uint8), depths, error=False)
+    assert len(fig.axes) == 1 + 2 + 1
+
+
+def test_show_images_grid_has_one_axes_per_image():
+    images = [np.zeros((4, 5, 3), np.uint8), torch.rand(3, 4, 5), np.ones((4, 5)), np.zeros((4, 5, 1)),
+              np.full((4, 5, 3), 2.0)]
+    fig = show_images(images, titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 5
+    assert [ax.get_title() for ax in fig.axes] == list("abcde")
+    assert panel_rgb(fig.axes[4]).max() == 1.0  # floats are clipped to [0, 1]
+    np.testing.assert_allclose(panel_rgb(fig.axes[1]), images[1].permute(1, 2, 0).numpy(), rtol=1e-6)
+
+
+def test_point_cloud_subsampling_respects_max_points_and_drops_nonfinite():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(1000, 3)) * [1.0, 2.0, 0.5]
+    points[:10] = np.nan
+    colors = rng.integers(0, 256, size=(1000, 3), dtype=np.uint8)
+    ax = plot_point_cloud(points, colors, max_points=100, seed=3)
+    offsets = ax.collections[0].get_offsets()
+    assert len(offsets) == 100 and np.isfinite(offsets).all()
+    again = plot_point_cloud(torch.as_tensor(points), torch.as_tensor(colors), max_points=100, seed=3)
+    np.testing.assert_array_equal(again.collections[0].get_offsets(), offsets)
+    assert len(plot_point_cloud(points).collections[0].get_offsets()) == 990  # all finite points
+
+
+def test_point_cloud_axes_have_equal_aspect():
+    points = np.array([[0.0, 0.0, 0.0], [4.0, 1.0, 0.5], [2.0, -1.0, 0.2]])
+    ax = plot_point_cloud(points)
+    spans = [np.diff(limits)[0] for limits in (ax.get_xlim(), ax.get_ylim(), ax.get_zlim())]
+    np.testing.assert_allclose(spans, [4.0, 4.0, 4.0])
+    np.testing.assert_allclose(ax.get_box_aspect() / ax.get_box_aspect()[0], [1.0, 1.0, 1.0])
+    assert ax.get_zlabel() == "z (m)"
+
+
+def test_viz_functions_emit_no_warnings():
+    depth = np.random.default_rng(1).uniform(1, 3, (6, 8))
+    depth[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = show_depth_panels(np.random.default_rng(2).uniform(size=(6, 8, 3)),
+                                {"pred": depth, "gt": depth + 0.1}, gt_key="gt")
+        fig.canvas.draw()
+        show_images([depth / 3, np.zeros((6, 8, 3), np.uint8)]).canvas.draw()
+        plot_point_cloud(np.random.default_rng(3).normal(size=(50, 3))).figure.canvas.draw()
+        plot_point_cloud(np.zeros((20, 3)), colors=np.ones((20, 3))).figure.canvas.draw()
+
+
+def test_bad_shapes_raise_value_error_naming_shape_and_expectation():
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\).*\(H, W\) or \(1, H, W\)"):
+        colorize_depth(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"\(5, 2\).*\(N, 3\)"):
+        plot_point_cloud(np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(5, 3\) like points"):
+        plot_point_cloud(np.ones((5, 3)), colors=np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(2, 3\) like gt"):
+        show_depth_panels(None, {"pred": np.ones((3, 4))}, gt=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"'truth'.*\['pred'\]"):
+        show_depth_panels(None, {"pred": np.ones((3, 4))}, gt_key="truth")
+    with pytest.raises(ValueError, match=r"\(4, 5, 2\).*\(H, W\), \(H, W, 3\) or \(3, H, W\)"):
+        show_images([np.ones((4, 5, 2))])
+    with pytest.raises(ValueError, match=r"length 1, expected 2"):
+        show_images([np.ones((4, 5)), np.ones((4, 5))], titles=["a"])
