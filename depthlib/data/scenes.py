@@ -84,7 +84,7 @@ def room_scene(seed: int) -> Scene:
              Material(_rgb(rng, (0.8, 0.78, 0.74)), _rgb(rng, (0.35, 0.33, 0.3)), "tiles", scale=rng.uniform(1.5, 3)))
     accent_wall = int(rng.integers(4))
     walls = [((0, 0, 0), (1, 0, 0)), ((W, 0, 0), (-1, 0, 0)), ((0, 0, 0), (0, 1, 0)), ((0, L, 0), (0, -1, 0))]
-    prims = [Plane((0, 0, 0), (0, 0, 1), floor), Plane((0, 0, H), (0, 0, -1), Material((0.93, 0.93, 0.9)))]
+    prims = [Plane((0, 0, 0), (0, 0, 1), floor), Plane((0, 0, H), (0, 0, -1), Material((0.97, 0.97, 0.95)))]
     prims += [Plane(p, n, accent if i == accent_wall else wall) for i, (p, n) in enumerate(walls)]
     for _ in range(int(rng.integers(2, 4))):  # pictures / doors: flat boxes on the walls
         frame = Material(_rgb(rng, (0.5, 0.5, 0.5), 0.4), _rgb(rng, (0.3, 0.3, 0.3), 0.3),
@@ -94,10 +94,10 @@ def room_scene(seed: int) -> Scene:
             prims.append(Box((rng.uniform(w, W - w), L - 0.02, z), (w / 2, 0.02, h / 2), frame))
         else:
             prims.append(Box((W - 0.02, rng.uniform(w, L - w), z), (0.02, w / 2, h / 2), frame))
-    for _ in range(int(rng.integers(4, 9))):
+    for _ in range(int(rng.integers(6, 12))):
         prims += _furniture(rng, (W, L, H))
-    light = Light((rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * L, H - 0.3), intensity=0.75)
-    scene = Scene(prims, [light], ambient=0.45, name=f"room_{seed:04d}")
+    light = Light((rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * L, H - 0.6), intensity=0.7)
+    scene = Scene(prims, [light], ambient=0.4, name=f"room_{seed:04d}")
     scene.bounds = (W, L, H)
     return scene
 
@@ -230,8 +230,11 @@ def _arc_lights(n_lights: int):
 
 
 def object_scan(seed: int, n_views: int = 12, height: int = 128, width: int = 160, depth_height=None,
-                depth_width=None, n_lights: int = 7, shadows: bool = True) -> dict:
+                depth_width=None, n_lights: int = 7, shadows: bool = True, camera_seed=None) -> dict:
     """Render a DTU-like scan: every view under every light, plus depth maps at 1/4 resolution.
+
+    The object set is seeded ``seed``, the camera arc ``camera_seed`` (default ``seed``): scans that
+    share a ``camera_seed`` share their cameras, like DTU's robot arm.
 
     Returns ``images`` (V, L, H, W, 3) uint8, ``depths`` (V, h, w) float32 metres (0 = none),
     ``K`` (3, 3) at image resolution, ``K_depth`` (3, 3) at depth resolution (pixel-centre exact),
@@ -240,7 +243,7 @@ def object_scan(seed: int, n_views: int = 12, height: int = 128, width: int = 16
     depth_height = depth_height or height // 4
     depth_width = depth_width or width // 4
     scene = object_scene(seed)
-    cameras = arc_cameras(n_views, height, width, seed=seed)
+    cameras = arc_cameras(n_views, height, width, seed=seed if camera_seed is None else camera_seed)
     lights = _arc_lights(n_lights)
     images = np.empty((n_views, n_lights, height, width, 3), np.uint8)
     depths = np.empty((n_views, depth_height, depth_width), np.float32)

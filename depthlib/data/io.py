@@ -1,0 +1,224 @@
+"""Dataset file formats: PFM depth maps, MVSNet cam.txt / pair.txt, RGB images (chapter 01)."""
+__all__ = [
+    "read_pfm",
+    "write_pfm",
+    "read_cam_file",
+    "write_cam_file",
+    "read_pair_file",
+    "write_pair_file",
+    "read_image",
+]
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _require_file(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
+def read_pfm(path):
+    """Read a PFM image (the depth format of MVSNet's DTU set).
+
+    PFM stores float32 rows bottom-to-top after a 3-line header: "Pf" (1 channel) or
+    "PF" (3 channels), "width height", and a scale whose sign gives the byte order
+    (negative = little endian).
+    Returns:
+        (array, scale): float32 (H, W) or (H, W, 3) with rows top-to-bottom, and |scale| > 0.
+    Example:
+        >>> depth, scale = read_pfm("depth_map_0000.pfm")  # doctest: +SKIP
+    """
+    path = _require_file(path)
+    with open(path, "rb") as handle:
+        header = handle.readline().rstrip()
+        if header not in (b"PF", b"Pf"):
+            raise ValueError(f"{path}: PFM header is {header[:20]!r}, expected b'PF' or b'Pf'")
+        channels = 3 if header == b"PF" else 1
+        dims_line = handle.readline()
+        match = re.fullmatch(rb"\s*(\d+)\s+(\d+)\s*", dims_line)
+        if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+            raise ValueError(f"{path}: PFM dimensions line is {dims_line[:40]!r}, "
+                             "expected two positive integers 'width height'")
+        width, height = int(match.group(1)), int(match.group(2))
+        scale_line = handle.readline()
+        try:
+            scale = float(scale_line)
+        except ValueError:
+            raise ValueError(f"{path}: PFM scale line is {scale_line[:40]!r}, "
+                             "expected a non-zero number") from None
+        if scale == 0 or not np.isfinite(scale):
+            raise ValueError(f"{path}: PFM scale is {scale}, expected a finite non-zero number")
+        dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
+        count = width * height * channels
+        data = np.frombuffer(handle.read(count * 4), dtype=dtype)
+    if data.size != count:
+        raise ValueError(f"{path}: PFM data holds {data.size} floats, expected "
+                         f"{count} = {width} x {height} x {channels}")
+    shape = (height, width, 3) if channels == 3 else (height, width)
+    array = np.flipud(data.reshape(shape)).astype(np.float32)  # stored bottom-to-top
+    return np.ascontiguousarray(array), abs(scale)
+
+
+def write_pfm(path, array, scale=1.0, little_endian=True):
+    """Write a float (H, W) or (H, W, 3) array (rows top-to-bottom) as PFM.
+
+    The file stores rows bottom-to-top; the sign of the written scale records the byte
+    order (negative = little endian), as the PFM specification requires.
+    """
+    array = np.asarray(array)
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)) or array.size == 0:
+        raise ValueError(f"write_pfm({path}): array shape {array.shape}, expected (H, W) or (H, W, 3)")
+    if not scale > 0:
+        raise ValueError(f"write_pfm({path}): scale {scale}, expected a positive number")
+    header = b"PF" if array.ndim == 3 else b"Pf"
+    dtype = np.dtype("<f4") if little_endian else np.dtype(">f4")
+    signed_scale = -abs(scale) if little_endian else abs(scale)
+    height, width = array.shape[:2]
+    with open(path, "wb") as handle:
+        handle.write(header + b"\n" + f"{width} {height}\n{signed_scale!r}\n".encode("ascii"))
+        handle.write(np.flipud(array).astype(dtype).tobytes())
+
+
+def _parse_numbers(path, line_number, line, counts):
+    """Numbers on one cam.txt line; counts: allowed numbers of values."""
+    try:
+        values = [float(token) for token in line.split()]
+    except ValueError:
+        raise ValueError(f"{path}:{line_number}: {line.strip()!r} is not numeric") from None
+    if len(values) not in counts:
+        raise ValueError(f"{path}:{line_number}: {len(values)} numbers in {line.strip()!r}, "
+                         f"expected {' or '.join(map(str, counts))}")
+    return values
+
+
+def _parse_matrix(path, lines, start, keyword, size):
+    """Keyword line followed by `size` rows of `size` numbers; returns (matrix, next index)."""
+    if start >= len(lines) or lines[start][1].strip() != keyword:
+        line_number, text = lines[start] if start < len(lines) else (len(lines) + 1, "<end of file>")
+        raise ValueError(f"{path}:{line_number}: found {text.strip()!r}, expected {keyword!r}")
+    rows = []
+    for index in range(start + 1, start + 1 + size):
+        if index >= len(lines):
+            raise ValueError(f"{path}: file ends inside the {keyword} matrix, expected {size} rows")
+        rows.append(_parse_numbers(path, lines[index][0], lines[index][1], (size,)))
+    return np.array(rows, dtype=np.float64), start + 1 + size
+
+
+def read_cam_file(path):
+    """Read an MVSNet cam.txt: world->camera extrinsic, intrinsic K and the depth range.
+
+    Layout: "extrinsic", 4 rows of 4; blank; "intrinsic", 3 rows of 3; blank; a depth line
+    "depth_min depth_interval [depth_num [depth_max]]" (DTU: "425 2.5", mm).
+    Returns:
+        dict with extrinsic (4, 4) float64, intrinsic (3, 3) float64, depth_min,
+        depth_interval (float), depth_num (int or None), depth_max (float or None).
+    """
+    path = _require_file(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    extrinsic, index = _parse_matrix(path, lines, 0, "extrinsic", 4)
+    intrinsic, index = _parse_matrix(path, lines, index, "intrinsic", 3)
+    if index >= len(lines):
+        raise ValueError(f"{path}: no depth line after the intrinsic matrix, expected "
+                         "'depth_min depth_interval [depth_num [depth_max]]'")
+    if index + 1 < len(lines):
+        raise ValueError(f"{path}:{lines[index + 1][0]}: unexpected extra line "
+                         f"{lines[index + 1][1].strip()!r} after the depth line")
+    line_number, line = lines[index]
+    values = _parse_numbers(path, line_number, line, (2, 3, 4))
+    depth_num = None
+    if len(values) >= 3:
+        if values[2] != int(values[2]) or values[2] < 1:
+            raise ValueError(f"{path}:{line_number}: depth_num {values[2]}, expected a positive integer")
+        depth_num = int(values[2])
+    return {
+        "extrinsic": extrinsic,
+        "intrinsic": intrinsic,
+        "depth_min": values[0],
+        "depth_interval": values[1],
+        "depth_num": depth_num,
+        "depth_max": values[3] if len(values) == 4 else None,
+    }
+
+
+def write_cam_file(path, extrinsic, intrinsic, depth_min, depth_interval, depth_num=None, depth_max=None):
+    """Write an MVSNet cam.txt (see `read_cam_file` for the layout).
+
+    depth_max needs depth_num (the format is positional). Numbers are written with
+    full float64 precision so `read_cam_file` gives back the same values.
+    """
+    extrinsic, intrinsic = np.asarray(extrinsic, dtype=np.float64), np.asarray(intrinsic, dtype=np.float64)
+    if extrinsic.shape != (4, 4) or intrinsic.shape != (3, 3):
+        raise ValueError(f"write_cam_file({path}): extrinsic {extrinsic.shape}, intrinsic "
+                         f"{intrinsic.shape}, expected (4, 4) and (3, 3)")
+    if depth_max is not None and depth_num is None:
+        raise ValueError(f"write_cam_file({path}): depth_max given without depth_num; "
+                         "the depth line is 'depth_min depth_interval depth_num depth_max'")
+    depth_values = [repr(float(depth_min)), repr(float(depth_interval))]
+    if depth_num is not None:
+        depth_values.append(str(int(depth_num)))
+    if depth_max is not None:
+        depth_values.append(repr(float(depth_max)))
+    rows = ["extrinsic"] + [" ".join(repr(float(v)) for v in row) for row in extrinsic] + [""]
+    rows += ["intrinsic"] + [" ".join(repr(float(v)) for v in row) for row in intrinsic] + [""]
+    rows.append(" ".join(depth_values))
+    Path(path).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _pair_error(path, line_number, message):
+    return ValueError(f"{path}:{line_number}: {message}")
+
+
+def read_pair_file(path):
+    """Read an MVSNet pair.txt (view selection: for each reference view, ranked source views).
+
+    Layout: the number of views N, then per view a line with the reference id and a line
+    "n src_0 score_0 src_1 score_1 ...".
+    Returns:
+        list of (ref_view, [(src_view, score), ...]) in file order.
+    """
+    path = _require_file(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or not lines[0].strip().isdigit():
+        raise _pair_error(path, 1, f"{(lines or [''])[0].strip()!r}, expected the number of views")
+    n_views = int(lines[0])
+    if len(lines) != 1 + 2 * n_views:
+        raise _pair_error(path, len(lines), f"file has {len(lines)} lines, expected 1 + 2 x {n_views}")
+    pairs = []
+    for view_index in range(n_views):
+        ref_line, src_line = 2 + 2 * view_index, 3 + 2 * view_index  # 1-based line numbers
+        ref_text, tokens = lines[ref_line - 1].strip(), lines[src_line - 1].split()
+        if not ref_text.isdigit():
+            raise _pair_error(path, ref_line, f"{ref_text!r}, expected a reference view id")
+        if not tokens or not tokens[0].isdigit() or len(tokens) != 1 + 2 * int(tokens[0]):
+            raise _pair_error(path, src_line, f"{len(tokens)} tokens, expected 'n' then n (view, score) pairs")
+        try:
+            sources = [(int(tokens[i]), float(tokens[i + 1])) for i in range(1, len(tokens), 2)]
+        except ValueError:
+            raise _pair_error(path, src_line, "expected integer view ids and numeric scores") from None
+        pairs.append((int(ref_text), sources))
+    return pairs
+
+
+def write_pair_file(path, pairs):
+    """Write an MVSNet pair.txt from [(ref_view, [(src_view, score), ...]), ...]."""
+    rows = [str(len(pairs))]
+    for ref_view, sources in pairs:
+        rows.append(str(int(ref_view)))
+        rows.append(" ".join([str(len(sources))] + [f"{int(v)} {float(s)!r}" for v, s in sources]))
+    Path(path).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def read_image(path):
+    """Read an image file as uint8 (H, W, 3) RGB (grayscale / RGBA are converted)."""
+    path = _require_file(path)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
