@@ -1,0 +1,348 @@
+"""One Trainer for both models: AMP, checkpoints with exact resume, DDP, progress and logs (chapters 05, 08, 11).
+
+The Trainer knows nothing about depth: a *task* turns a batch into a dict of losses with a
+``"total"`` entry (see :class:`DenseDepthTask`). Everything that makes a run reproducible is
+seeded from ``TrainConfig.seed``: the data order of epoch ``e`` is a permutation drawn from
+``seed + e`` (as ``DistributedSampler``), and each sample's augmentation is drawn from
+``(seed, epoch, index)``, so a resumed run, a run with data-loading workers and a multi-process
+run see exactly the same samples in the same order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "read_log", "plot_log", "distributed_context"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Training settings. ``amp="auto"``: bf16 on CUDA where supported, else fp16 with a GradScaler;
+    off on the CPU. ``checkpoint_every``: also checkpoint every N steps (the last epoch's end is
+    always saved). ``schedule``: "constant" or "cosine" (per step, over the whole run)."""
+
+    epochs: int = 1
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    grad_clip: Optional[float] = None
+    amp: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    checkpoint_every: Optional[int] = None
+    log_every: int = 10
+    progress: bool = True
+    device: Optional[str] = None
+
+
+class _SeededSamples(Dataset):
+    """Draw each sample's randomness (augmentation) from (seed, epoch, index), not from global state."""
+
+    def __init__(self, dataset, seed):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            return self.dataset[index]
+
+
+def distributed_context():
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when not distributed."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _rng_state():
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    np_state = np.random.get_state()
+    state["numpy"] = (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Train ``model`` on ``train_set`` with ``task.loss(model, batch) -> dict`` (``"total"`` is optimised).
+
+    Writes ``out_dir/checkpoint.pt`` (atomically) at every epoch end, and ``out_dir/log.jsonl``
+    (one JSON record per logged step and per epoch). ``fit(resume=True)`` continues exactly from
+    the checkpoint. Under ``torchrun`` it trains with DDP (gloo on CPU, nccl on CUDA); rank 0
+    alone logs and checkpoints.
+    """
+
+    def __init__(self, model, train_set, task, out_dir, config: TrainConfig = TrainConfig(),
+                 evaluate: Optional[Callable] = None):
+        if config.schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainConfig.schedule {config.schedule!r}, expected 'constant' or 'cosine'")
+        if config.batch_size < 1 or config.epochs < 0:
+            raise ValueError(f"TrainConfig: batch_size={config.batch_size}, epochs={config.epochs}; "
+                             "expected batch_size >= 1 and epochs >= 0")
+        self.config, self.task, self.evaluate = config, task, evaluate
+        self.out_dir = Path(out_dir)
+        self.rank, self.world_size, local_rank = distributed_context()
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if config.device:
+            self.device = torch.device(config.device)
+        else:
+            self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.samples = _SeededSamples(train_set, config.seed)
+        self.sampler = DistributedSampler(self.samples, num_replicas=self.world_size, rank=self.rank,
+                                          shuffle=True, seed=config.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"train_set has {len(train_set)} samples: too few for one batch of "
+                             f"{config.batch_size} on each of {self.world_size} process(es)")
+        total = max(1, config.epochs * self.steps_per_epoch)
+        schedule = (lambda step: 1.0) if config.schedule == "constant" else \
+            (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        wrapped = self.model
+        if self.world_size > 1:
+            wrapped = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward_model = torch.compile(wrapped) if config.compile else wrapped
+        self.epoch, self.step, self.step_in_epoch = 0, 0, 0
+        self._interrupted = False
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
+                "rng": _rng_state(), "config": dataclasses.asdict(self.config)}
+
+    def save_checkpoint(self, path=None) -> Optional[Path]:
+        """Write the full training state atomically (temp file + rename); rank 0 only."""
+        if self.rank != 0:
+            return None
+        path = Path(path) if path else self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path=None) -> None:
+        """Restore model, optimiser, scaler, scheduler, counters and RNG states (weights_only load)."""
+        path = Path(path) if path else self.checkpoint_path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        missing = {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "step_in_epoch", "rng"} - set(state)
+        if missing:
+            raise ValueError(f"{path}: not a depthlib training checkpoint (missing {sorted(missing)})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
+        _set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
+
+    # ------------------------------------------------------------------ training
+    def _amp_dtype(self):
+        if self.config.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"TrainConfig.amp {self.config.amp!r}, expected 'auto', 'off', 'bf16' or 'fp16'")
+        if self.device.type != "cuda" or self.config.amp == "off":
+            return None
+        if self.config.amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+
+    def _to_device(self, batch):
+        def move(value):
+            if not torch.is_tensor(value):
+                return value
+            value = value.to(self.device, non_blocking=True)
+            if self.config.channels_last and value.dim() == 4 and value.is_floating_point():
+                value = value.contiguous(memory_format=torch.channels_last)
+            return value
+        return {key: move(value) for key, value in batch.items()}
+
+    def _epoch_loader(self) -> DataLoader:
+        """This epoch's batches, minus those a resumed run has already trained on."""
+        indices = list(self.sampler)[self.step_in_epoch * self.config.batch_size:]
+        # A private generator: iterating the loader must not consume the global RNG (exact resume).
+        return DataLoader(self.samples, batch_size=self.config.batch_size, sampler=indices, drop_last=True,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(self.config.seed))
+
+    def _train_step(self, batch) -> dict:
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            losses = self.task.loss(self.forward_model, batch)
+        total = losses["total"]
+        if not torch.isfinite(total.detach()).all():
+            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            raise FloatingPointError(f"non-finite loss at epoch {self.epoch}, step {self.step} "
+                                     f"(step {self.step_in_epoch} of the epoch): {parts}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {k: v.detach().float().item() for k, v in losses.items()}
+
+    def _log(self, record: dict) -> None:
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+
+    def _on_sigint(self, signum, frame):
+        self._interrupted = True
+
+    def fit(self, resume: bool = False, stop_after: Optional[int] = None) -> list:
+        """Train to ``config.epochs``; returns the per-epoch records.
+
+        ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists. Ctrl-C (SIGINT)
+        finishes the current step, writes a checkpoint and raises KeyboardInterrupt.
+        ``stop_after=N`` stops after N steps of this call with a checkpoint, as an interrupt would
+        (the chapters use it to show resuming).
+        """
+        if resume and self.checkpoint_path.is_file():
+            self.load_checkpoint()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        try:
+            return self._fit(stop_after)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _fit(self, stop_after):
+        from tqdm.auto import tqdm
+
+        history, done_here = [], 0
+        total_steps = self.config.epochs * self.steps_per_epoch
+        bar = tqdm(total=total_steps, initial=self.step, disable=not self.config.progress or self.rank != 0,
+                   desc="train", unit="step", dynamic_ncols=True)
+        try:
+            while self.epoch < self.config.epochs:
+                self.samples.epoch = self.epoch
+                self.sampler.set_epoch(self.epoch)
+                self.model.train()
+                sums, count, start = {}, 0, time.perf_counter()
+                for batch in self._epoch_loader():
+                    losses = self._train_step(self._to_device(batch))
+                    self.step, self.step_in_epoch, done_here = self.step + 1, self.step_in_epoch + 1, done_here + 1
+                    for k, v in losses.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                    bar.update(1)
+                    bar.set_postfix(epoch=self.epoch, loss=f"{losses['total']:.4f}", refresh=False)
+                    if self.step % self.config.log_every == 0:
+                        self._log({"epoch": self.epoch, "step": self.step,
+                                   "lr": self.scheduler.get_last_lr()[0], **losses})
+                    if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if self._interrupted or (stop_after is not None and done_here >= stop_after):
+                        self.save_checkpoint()
+                        if self._interrupted:
+                            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint saved")
+                        return history
+                record = {"epoch": self.epoch, "step": self.step, "seconds": round(time.perf_counter() - start, 2),
+                          **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+                if self.evaluate is not None and self.rank == 0:
+                    record.update({f"val_{k}": v for k, v in self.evaluate(self.model).items()})
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                self.save_checkpoint()
+                self._log(record)
+                history.append(record)
+        finally:
+            bar.close()
+        return history
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+class DenseDepthTask:
+    """DenseDepth's objective: the network predicts ``max_depth / depth`` at half resolution; the
+    target depth is resized (nearest) to that size, normalised the same way, and compared with
+    ``densedepth_loss`` over valid pixels."""
+
+    def __init__(self, max_depth: float = 10.0, theta: float = 0.1):
+        self.max_depth, self.theta = max_depth, theta
+
+    def loss(self, model, batch) -> dict:
+        from depthlib.losses import densedepth_loss, depth_norm
+
+        pred = model(batch["image"])
+        depth = F.interpolate(batch["depth"], size=pred.shape[-2:], mode="nearest")
+        mask = F.interpolate(batch["mask"].float(), size=pred.shape[-2:], mode="nearest") > 0.5
+        target = depth_norm(depth, self.max_depth)
+        return densedepth_loss(pred.float(), target, theta=self.theta, data_range=100.0, mask=mask)
+
+
+def read_log(path) -> list:
+    """The records of a ``log.jsonl`` (a folder or the file itself)."""
+    path = Path(path)
+    path = path / "log.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training log")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_log(path_or_records, keys=("total",), ax=None):
+    """Loss curves from a training log: each key per logged step, with epoch means as dots."""
+    import matplotlib.pyplot as plt
+
+    records = read_log(path_or_records) if isinstance(path_or_records, (str, Path)) else list(path_or_records)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
+        steps = [(r["step"], r[key]) for r in records if key in r]
+        if steps:
+            ax.plot(*zip(*steps), label=key)
+        epochs = [(r["step"], r[f"train_{key}"]) for r in records if f"train_{key}" in r]
+        if epochs:
+            ax.plot(*zip(*epochs), "o", color=ax.lines[-1].get_color() if steps else None,
+                    label=f"{key} (epoch mean)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return ax
