@@ -141,3 +141,16 @@ def test_bad_settings_and_missing_checkpoint_raise_clear_errors(tmp_path):
         Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, TrainConfig(batch_size=64))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, TrainConfig()).load_checkpoint()
+
+
+def test_densedepth_task_compares_half_resolution_output_with_normalised_valid_target():
+    from depthlib.train import DenseDepthTask
+
+    depth = torch.full((2, 1, 32, 48), 2.0)  # 2 m everywhere, except two invalid pixels
+    depth[0, 0, 4, 4], depth[1, 0, 10, 20] = 0.0, float("nan")
+    batch = {"image": torch.rand(2, 3, 32, 48), "depth": depth, "mask": torch.isfinite(depth) & (depth > 0)}
+    task = DenseDepthTask(max_depth=10.0)
+    exact = task.loss(lambda images: torch.full((2, 1, 16, 24), 5.0), batch)  # 10 / 2 m = 5
+    assert all(torch.isfinite(v) for v in exact.values()) and exact["total"].item() == pytest.approx(0.0, abs=1e-6)
+    off = task.loss(lambda images: torch.full((2, 1, 16, 24), 6.0), batch)
+    assert off["depth"].item() == pytest.approx(1.0) and off["total"].item() > 0.1

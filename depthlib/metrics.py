@@ -1,0 +1,160 @@
+"""Depth accuracy metrics, the Eigen crop and flip-TTA evaluation (chapters 06 and 09)."""
+from __future__ import annotations
+
+__all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "eigen_crop", "evaluate"]
+
+import math
+
+import torch
+from torch.utils.data import DataLoader
+
+from depthlib.losses import _per_sample
+
+# Conventions: depth maps in metres, any shape (B, 1, H, W) in practice. A pixel is valid where the
+# optional bool mask is true and the ground truth is finite and > 0. Predictions are clamped below at
+# MIN_PRED so every log stays finite; a NaN prediction is not masked out (it makes the error metrics
+# NaN and counts as a miss in the deltas, as a broken model should). Sums run in float64.
+METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
+MIN_PRED = 1e-6  # metres
+
+
+def _valid(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
+    """Bool mask of valid pixels (shape of gt); ValueError on mismatched shapes."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred has shape {tuple(pred.shape)} and gt {tuple(gt.shape)}, expected the same shape")
+    valid = torch.isfinite(gt) & (gt > 0)
+    if mask is None:
+        return valid
+    if torch.broadcast_shapes(mask.shape, gt.shape) != gt.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, expected one that broadcasts to gt {tuple(gt.shape)}")
+    return valid & mask.to(device=gt.device, dtype=torch.bool)
+
+
+def _sum_dtype(device) -> torch.dtype:
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64  # MPS has no float64
+
+
+def _metric_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The nine sums behind the Eigen metrics over the valid pixels: count, three delta counts,
+    sum |e|/gt, sum e^2/gt, sum e^2, sum (log pred - log gt)^2, sum |log10 pred - log10 gt| (e = pred - gt)."""
+    dtype = _sum_dtype(gt.device)
+    pred = pred[valid].to(dtype).clamp(min=MIN_PRED)
+    gt = gt[valid].to(dtype)
+    ratio = torch.maximum(pred / gt, gt / pred)                     # max(pred/gt, gt/pred)
+    error = pred - gt
+    return torch.stack([
+        torch.tensor(float(gt.numel()), dtype=dtype, device=gt.device),
+        *[(ratio < 1.25 ** k).sum().to(dtype) for k in (1, 2, 3)],  # delta_k: ratio < 1.25^k
+        (error.abs() / gt).sum(), (error ** 2 / gt).sum(), (error ** 2).sum(),
+        ((torch.log(pred) - torch.log(gt)) ** 2).sum(), (torch.log10(pred) - torch.log10(gt)).abs().sum()])
+
+
+def _metrics_from_sums(sums) -> dict:
+    """Turn ``_metric_sums`` (summed over any number of batches) into the eight metrics."""
+    count, d1, d2, d3, abs_rel, sq_rel, squared, squared_log, log10 = [float(s) for s in sums]
+    if count == 0:
+        raise ValueError("no valid pixel (mask & finite gt > 0 is empty): metrics are undefined")
+    return {"delta1": d1 / count, "delta2": d2 / count, "delta3": d3 / count, "abs_rel": abs_rel / count,
+            "sq_rel": sq_rel / count, "rmse": math.sqrt(squared / count),
+            "rmse_log": math.sqrt(squared_log / count), "log10": log10 / count}
+
+
+def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> dict:
+    """The eight depth metrics of Eigen et al. (2014), pooled over all valid pixels of the batch.
+
+    pred, gt: same shape, metres; mask: optional bool, broadcastable to gt. gt is in the denominators:
+    delta_k = fraction with max(pred/gt, gt/pred) < 1.25^k; abs_rel = mean |pred - gt| / gt;
+    sq_rel = mean (pred - gt)^2 / gt; rmse = sqrt(mean (pred - gt)^2); rmse_log = sqrt(mean
+    (ln pred - ln gt)^2); log10 = mean |log10 pred - log10 gt|. Returns Python floats keyed by
+    ``METRIC_NAMES``; ValueError if no pixel is valid.
+    """
+    return _metrics_from_sums(_metric_sums(pred, gt, _valid(pred, gt, mask)))
+
+
+def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, k: float) -> float:
+    """Fraction of valid pixels with |pred - gt| / depth_interval <= k (MVSNet's less-one / less-three).
+
+    pred, gt: (B, ...) metres; mask: bool broadcastable to gt, or None; depth_interval: a positive
+    number or (B,) tensor (per-sample plane spacing, metres); k: e.g. 1 or 3.
+    """
+    valid = _valid(pred, gt, mask)
+    if not valid.any():
+        raise ValueError("less_k_interval: no valid pixel (mask & finite gt > 0 is empty)")
+    interval = _per_sample(depth_interval, gt, "depth_interval")
+    within = (pred - gt).abs() / interval <= k
+    return float((within & valid).sum() / valid.sum())
+
+
+def mean_absolute_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> float:
+    """Mean |pred - gt| over valid pixels, metres (MVSNet's depth error). Shapes as ``depth_metrics``."""
+    valid = _valid(pred, gt, mask)
+    if not valid.any():
+        raise ValueError("mean_absolute_error: no valid pixel (mask & finite gt > 0 is empty)")
+    dtype = _sum_dtype(gt.device)
+    return float((pred[valid].to(dtype) - gt[valid].to(dtype)).abs().mean())
+
+
+def eigen_crop(height: int, width: int, device=None) -> torch.Tensor:
+    """Bool (H, W) mask of the Eigen et al. (2014) NYU evaluation region.
+
+    At 480x640 it is rows 45:471, columns 41:601, the region used by the BTS and AdaBins evaluation
+    scripts (``eval_mask[45:471, 41:601] = 1``); other sizes scale the bounds proportionally, rounded
+    half up. (DenseDepth's own script crops rows 20..459, columns 24..615, inclusive.)
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"eigen_crop: size {height}x{width}, expected positive height and width")
+    top, bottom = (math.floor(row * height / 480 + 0.5) for row in (45, 471))
+    left, right = (math.floor(col * width / 640 + 0.5) for col in (41, 601))
+    crop = torch.zeros(height, width, dtype=torch.bool, device=device)
+    crop[top:bottom, left:right] = True
+    return crop
+
+
+def _predict(predict_fn, images: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+    """predict_fn(images), averaged with the mirrored image's prediction mirrored back if flip_tta."""
+    pred = predict_fn(images)
+    if flip_tta:
+        pred = 0.5 * (pred + predict_fn(images.flip(-1)).flip(-1))
+    return pred
+
+
+def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, crop: str | None = "eigen",
+             device=None, max_depth: float = 10.0, min_depth: float = 1e-3) -> dict:
+    """Eigen metrics of a depth predictor over a whole dataset (chapter 06).
+
+    predict_fn: callable (or nn.Module, put in eval mode meanwhile) mapping images (B, 3, H, W) on
+    ``device`` to metric depth (B, 1, H, W) at the dataset's resolution. dataset items: dicts with
+    ``image`` [3, H, W], ``depth`` [1, H, W] metres, optional ``mask`` [1, H, W]. flip_tta averages the
+    prediction with that of the mirrored image, mirrored back (as DenseDepth). Predictions are clipped
+    to [min_depth, max_depth]; pixels count where mask, finite gt > 0 and (crop="eigen") ``eigen_crop``
+    hold. Metrics are pooled over every such pixel of the set (DenseDepth and BTS average per-image
+    metrics instead). device defaults to the module's parameters' device, else CPU.
+    """
+    if crop not in ("eigen", None):
+        raise ValueError(f"evaluate: crop={crop!r}, expected 'eigen' or None")
+    if not 0 < min_depth < max_depth or batch_size < 1:
+        raise ValueError(f"evaluate: min_depth={min_depth}, max_depth={max_depth}, batch_size={batch_size}; "
+                         "expected 0 < min_depth < max_depth and batch_size >= 1")
+    module = predict_fn if isinstance(predict_fn, torch.nn.Module) else None
+    if device is None:
+        device = next(module.parameters(), torch.empty(0)).device if module is not None else "cpu"
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
+    sums = torch.zeros(len(METRIC_NAMES) + 1, dtype=torch.float64)
+    try:
+        with torch.inference_mode():
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                images, gt = batch["image"].to(device), batch["depth"].to(device)
+                pred = _predict(predict_fn, images, flip_tta)
+                if pred.shape != gt.shape:
+                    raise ValueError(f"predict_fn returned shape {tuple(pred.shape)} for images {tuple(images.shape)}; "
+                                     f"expected metric depth {tuple(gt.shape)} at the dataset's resolution")
+                valid = torch.ones_like(gt, dtype=torch.bool) if "mask" not in batch else batch["mask"].to(device)
+                if crop == "eigen":
+                    valid = valid & eigen_crop(*gt.shape[-2:], device=gt.device)
+                sums += _metric_sums(pred.clamp(min_depth, max_depth), gt, _valid(pred, gt, valid)).cpu().double()
+    finally:
+        if was_training:
+            module.train()
+    return _metrics_from_sums(sums)
