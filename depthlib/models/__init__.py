@@ -1,0 +1,27 @@
+"""Depth networks: ``densedepth`` (monocular, chapters 02-03); MVSNet (chapters 07-09) comes later.
+
+``from depthlib.models import DenseDepth`` loads torchvision on first use, not at package import.
+"""
+import importlib
+
+# TODO(MVSNet, chapters 07-09): add "mvsnet" -> ("FeatureNet", "CostRegNet", "RefineNet",
+# "depth_regression", "MVSNet") here once depthlib/models/mvsnet.py lands.
+_EXPORTS = {
+    "densedepth": ("DenseDepth", "DenseNetEncoder", "DenseDepthDecoder", "UpBlock",
+                   "densedepth169", "densedepth121", "densedepth_small", "small_densenet",
+                   "predict_depth"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [*_EXPORTS, *_MODULE_OF]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module 'depthlib.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
