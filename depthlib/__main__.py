@@ -1,7 +1,8 @@
 """Command line: ``python -m depthlib <command>`` (``python -m depthlib --help`` lists them).
 
-``render`` writes a synthetic data set in a real on-disk format (chapter 01); training,
-evaluation and inference commands are added by the chapters that build them.
+``render`` writes a synthetic data set in a real on-disk format (chapter 01); ``train``, ``eval``
+and ``export`` train DenseDepth, print its metrics and pack its weights (chapters 05, 06, 11).
+Under ``torchrun --nproc_per_node N -m depthlib train ...`` training runs with DDP.
 """
 from __future__ import annotations
 
@@ -39,6 +40,141 @@ def _render(args) -> int:
     return 0
 
 
+def _nyu_data(spec: str, profile, n_train=None, n_test=None):
+    """'synthetic' (the cached rendered set) or 'nyu:PATH' (a folder with data/ or nyu_data.zip)."""
+    from depthlib.data import nyu_synthetic
+
+    if spec == "synthetic":
+        return nyu_synthetic(profile, n_train=n_train, n_test=n_test)
+    if spec.startswith("nyu:"):
+        return spec[4:]
+    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'nyu:PATH'")
+
+
+def _metrics_table(metrics: dict) -> str:
+    names = list(metrics)
+    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names) + "\n| " + \
+        " | ".join(f"{metrics[n]:.4f}" for n in names) + " |"
+
+
+def _train_densedepth(args) -> int:
+    from depthlib.data import NYUDepth
+    from depthlib.metrics import evaluate
+    from depthlib.models import DenseDepth, predict_depth
+    from depthlib.profiles import get_profile
+    from depthlib.train import DenseDepthTask, TrainConfig, Trainer
+
+    profile = get_profile(args.profile)
+    root = _nyu_data(args.data, profile, args.n_train, args.n_test)
+    size = args.size or profile.nyu_size
+    train_set = NYUDepth(root, "train", size=size, augment=True)
+    test_set = NYUDepth(root, "test", size=size)
+    encoder = args.encoder or ("small" if profile.name == "cpu" else "densenet169")
+    pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
+    model = DenseDepth(encoder, pretrained=pretrained)
+    config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
+                         lr=args.lr, schedule=args.schedule, amp=args.amp, channels_last=args.channels_last,
+                         compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+
+    def validate(trained):
+        return evaluate(lambda images: predict_depth(trained, images, args.max_depth), test_set,
+                        flip_tta=False, crop=None, max_depth=args.max_depth)
+
+    metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": args.max_depth,
+                "data": args.data}
+    trainer = Trainer(model, train_set, DenseDepthTask(args.max_depth), args.out, config,
+                      evaluate=validate if args.val else None, metadata=metadata)
+    if trainer.rank == 0:
+        print(f"DenseDepth ({encoder}) on {len(train_set)} training images of {size[0]}x{size[1]}, "
+              f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
+    history = trainer.fit(resume=args.resume)
+    if trainer.rank == 0 and history:
+        print(f"done: {trainer.checkpoint_path}; last epoch: " +
+              ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
+    return 0
+
+
+def _eval_densedepth(args) -> int:
+    from depthlib.data import NYUDepth
+    from depthlib.metrics import evaluate
+    from depthlib.models import DenseDepth, predict_depth
+    from depthlib.profiles import get_profile
+    from depthlib.train import load_weights
+
+    weights, metadata = load_weights(args.ckpt)
+    profile = get_profile(args.profile)
+    size = args.size or tuple(metadata.get("size", profile.nyu_size))
+    max_depth = metadata.get("max_depth", args.max_depth)
+    model = DenseDepth(args.encoder or metadata.get("encoder", "densenet169"))
+    model.load_state_dict(weights)
+    model.to(profile.device)
+    test_set = NYUDepth(_nyu_data(args.data, profile, n_train=0, n_test=args.n_test), "test", size=size)
+    metrics = evaluate(lambda images: predict_depth(model, images, max_depth), test_set,
+                       flip_tta=not args.no_flip_tta, crop=None if args.crop == "none" else args.crop,
+                       max_depth=max_depth)
+    print(f"DenseDepth ({metadata.get('encoder', '?')}) on {len(test_set)} test images, {size[0]}x{size[1]}, "
+          f"flip TTA {'off' if args.no_flip_tta else 'on'}, crop {args.crop}")
+    print(_metrics_table(metrics))
+    return 0
+
+
+def _export(args) -> int:
+    from depthlib.train import export_weights
+
+    out = export_weights(args.ckpt, args.out, half=not args.full_precision)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _add_train_commands(commands) -> None:
+    train = commands.add_parser("train", help="train a model (densedepth); use torchrun for several GPUs")
+    train.add_argument("model", choices=["densedepth"])
+    train.add_argument("--data", default="synthetic", help="'synthetic' or 'nyu:PATH' (folder or nyu_data.zip)")
+    train.add_argument("--profile", default="auto", help="cpu | gpu | auto: default sizes, epochs, batch size")
+    train.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    train.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
+                       help="default: small for the cpu profile, densenet169 otherwise")
+    train.add_argument("--pretrained", default="none", help="none | imagenet (needs internet) | PATH to weights")
+    train.add_argument("--size", type=_size, help="input size HEIGHTxWIDTH (default: the profile's)")
+    train.add_argument("--n-train", type=int, help="synthetic data: training frames (default: the profile's)")
+    train.add_argument("--n-test", type=int, help="synthetic data: test frames (default: the profile's)")
+    train.add_argument("--max-depth", type=float, default=10.0, help="metres; the network predicts max_depth / depth")
+    train.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto")
+    train.add_argument("--channels-last", action="store_true")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    train.add_argument("--val", action="store_true", help="evaluate on the test split after every epoch")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(run=_train_densedepth)
+
+    evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
+    evaluate.add_argument("model", choices=["densedepth"])
+    evaluate.add_argument("--ckpt", required=True, help="checkpoint.pt or exported weights")
+    evaluate.add_argument("--data", default="synthetic")
+    evaluate.add_argument("--profile", default="auto")
+    evaluate.add_argument("--encoder", choices=["densenet169", "densenet121", "small"])
+    evaluate.add_argument("--size", type=_size)
+    evaluate.add_argument("--n-test", type=int)
+    evaluate.add_argument("--max-depth", type=float, default=10.0)
+    evaluate.add_argument("--crop", choices=["eigen", "none"], default="none",
+                          help="eigen: NYU's evaluation crop (for the real NYU test set)")
+    evaluate.add_argument("--no-flip-tta", action="store_true")
+    evaluate.set_defaults(run=_eval_densedepth)
+
+    export = commands.add_parser("export", help="pack a checkpoint's model weights (fp16) into a small file")
+    export.add_argument("--ckpt", required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--full-precision", action="store_true")
+    export.set_defaults(run=_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m depthlib", description="depthlib command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-views", type=int, help="dtu: views per scan")
     render.add_argument("--n-lights", type=int, help="dtu: lighting conditions per view")
     render.set_defaults(run=_render)
+    _add_train_commands(commands)
     return parser
 
 

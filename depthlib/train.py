@@ -25,7 +25,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "read_log", "plot_log", "distributed_context"]
+__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "load_weights", "export_weights", "read_log", "plot_log",
+           "distributed_context"]
 
 
 @dataclasses.dataclass
@@ -100,13 +101,14 @@ class Trainer:
     """
 
     def __init__(self, model, train_set, task, out_dir, config: TrainConfig = TrainConfig(),
-                 evaluate: Optional[Callable] = None):
+                 evaluate: Optional[Callable] = None, metadata: Optional[dict] = None):
         if config.schedule not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.schedule {config.schedule!r}, expected 'constant' or 'cosine'")
         if config.batch_size < 1 or config.epochs < 0:
             raise ValueError(f"TrainConfig: batch_size={config.batch_size}, epochs={config.epochs}; "
                              "expected batch_size >= 1 and epochs >= 0")
         self.config, self.task, self.evaluate = config, task, evaluate
+        self.metadata = dict(metadata or {})  # saved with every checkpoint: what model this is, its sizes
         self.out_dir = Path(out_dir)
         self.rank, self.world_size, local_rank = distributed_context()
         if self.world_size > 1 and not dist.is_initialized():
@@ -149,7 +151,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
-                "rng": _rng_state(), "config": dataclasses.asdict(self.config)}
+                "rng": _rng_state(), "config": dataclasses.asdict(self.config), "metadata": self.metadata}
 
     def save_checkpoint(self, path=None) -> Optional[Path]:
         """Write the full training state atomically (temp file + rename); rank 0 only."""
@@ -316,6 +318,28 @@ class DenseDepthTask:
         mask = F.interpolate(batch["mask"].float(), size=pred.shape[-2:], mode="nearest") > 0.5
         target = depth_norm(depth, self.max_depth)
         return densedepth_loss(pred.float(), target, theta=self.theta, data_range=100.0, mask=mask)
+
+
+def load_weights(path, map_location="cpu"):
+    """(model state dict, metadata) from a training checkpoint or an exported weights file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: expected a depthlib checkpoint or weights file (a dict with 'model')")
+    return state["model"], state.get("metadata", {})
+
+
+def export_weights(checkpoint, out, half: bool = True) -> Path:
+    """Write the model weights (fp16 with ``half``) and metadata of a checkpoint: a small file to ship."""
+    weights, metadata = load_weights(checkpoint)
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": weights, "metadata": metadata}, out)
+    return out
 
 
 def read_log(path) -> list:

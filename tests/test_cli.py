@@ -39,3 +39,21 @@ def test_render_benchmark_produces_a_table_row_per_setting():
     table = format_table(rows)
     assert len(rows) == 3 and table.count("\n") == 4  # header, rule, 3 rows
     assert all(float(row["frames/s"]) > 0 for row in rows)
+
+
+def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEPTHLIB_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    common = ["--profile", "cpu", "--size", "64x64", "--n-test", "4"]
+    assert main(["train", "densedepth", "--out", str(run), "--epochs", "1", "--n-train", "8", "--batch-size", "4",
+                 "--encoder", "small", "--val", "--no-progress", *common]) == 0
+    assert "1 epochs of 2 steps" in capsys.readouterr().out
+    assert main(["export", "--ckpt", str(run / "checkpoint.pt"), "--out", str(tmp_path / "w.pt")]) == 0
+    assert main(["eval", "densedepth", "--ckpt", str(tmp_path / "w.pt"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "DenseDepth (small) on 4 test images, 64x64" in out and "| delta1 |" in out
+    # resuming a finished run trains no further step
+    assert main(["train", "densedepth", "--out", str(run), "--epochs", "1", "--n-train", "8", "--batch-size", "4",
+                 "--encoder", "small", "--resume", "--no-progress", *common]) == 0
+    from depthlib.train import read_log
+    assert [r["step"] for r in read_log(run) if "train_total" in r] == [2]
