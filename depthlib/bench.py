@@ -1,15 +1,22 @@
 """Benchmarks that print tables (speed targets live here, never in unit tests).
 
-Usage: ``python -m depthlib.bench render [--frames N]``. Later chapters add their models.
+Usage: ``python -m depthlib.bench render [--frames N]`` (the renderer's frames/s) and
+``python -m depthlib.bench densedepth [--compile]`` (training step time, images/s and peak memory,
+fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]). Each DenseDepth
+setting runs in a fresh process, so its peak memory is its own.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
 
-__all__ = ["bench_render", "format_table", "main"]
+__all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "format_table", "main"]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -46,15 +53,87 @@ def bench_render(frames: int = 64, sizes=((128, 160), (480, 640)), workers=(1, 2
     return rows
 
 
+def densedepth_step_stats(encoder="densenet169", height=480, width=640, batch=8, fast=False, compile=False,
+                          steps=5, warmup=2, device=None) -> dict:
+    """Time DenseDepth training steps (forward, backward, Adam) through the Trainer's own step.
+
+    ``fast``: AMP (bf16 / fp16, CUDA only) + channels_last; ``compile`` adds torch.compile.
+    Returns seconds per step, images/s and peak memory in MiB (CUDA allocator, else process RSS).
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from depthlib.models import DenseDepth
+    from depthlib.train import DenseDepthTask, TrainConfig, Trainer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    images = torch.rand(batch, 3, height, width)
+    depth = 1 + 9 * torch.rand(batch, 1, height, width)
+    config = TrainConfig(batch_size=batch, amp="auto" if fast else "off", channels_last=fast, compile=compile,
+                         progress=False, device=device)
+    trainer = Trainer(DenseDepth(encoder), TensorDataset(images), DenseDepthTask(), "unused", config)
+    batch_dict = trainer._to_device({"image": images, "depth": depth, "mask": depth > 0})
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(warmup):
+        trainer._train_step(batch_dict)
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer._train_step(batch_dict)
+    sync()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"seconds": seconds, "images/s": batch / seconds, "peak MiB": peak, "amp": str(trainer.amp_dtype)}
+
+
+def bench_densedepth(compile=False, encoders=None, steps=5) -> list[dict]:
+    """fp32 eager vs the fast path: 480x640 batch 8 on CUDA, the cpu profile's size (96x128, batch 4) on CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    height, width, batch = (480, 640, 8) if cuda else (96, 128, 4)
+    encoders = encoders or (["densenet169"] if cuda else ["densenet169", "small"])
+    modes = [("fp32 eager", False, False), ("AMP + channels_last" if cuda else "channels_last", True, False)]
+    if compile:
+        modes.append(("fast + compile", True, True))
+    rows = []
+    for encoder in encoders:
+        base = None
+        for name, fast, compiled in modes:
+            args = json.dumps(dict(encoder=encoder, height=height, width=width, batch=batch, fast=fast,
+                                   compile=compiled, steps=steps))
+            out = subprocess.run([sys.executable, "-m", "depthlib.bench", "_densedepth_one", args],
+                                 capture_output=True, text=True, check=True).stdout
+            stats = json.loads(out.strip().splitlines()[-1])
+            base = base or stats["images/s"]
+            rows.append({"model": f"DenseDepth-{encoder}", "input": f"{height}x{width} x{batch}", "mode": name,
+                         "step (s)": f"{stats['seconds']:.3f}", "images/s": f"{stats['images/s']:.1f}",
+                         "speed-up": f"{stats['images/s'] / base:.2f}x", "peak MiB": f"{stats['peak MiB']:.0f}"})
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m depthlib.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["render"], help="what to benchmark")
-    parser.add_argument("--frames", type=int, default=64, help="frames per measurement at 128x160")
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["_densedepth_one"]:  # one setting, in its own process (see bench_densedepth)
+        print(json.dumps(densedepth_step_stats(**json.loads(argv[1]))))
+        return
+    parser.add_argument("what", choices=["render", "densedepth"], help="what to benchmark")
+    parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
+    parser.add_argument("--compile", action="store_true", help="densedepth: also time torch.compile")
+    parser.add_argument("--steps", type=int, default=5, help="densedepth: timed steps per setting")
     args = parser.parse_args(argv)
     print(f"# depthlib.bench {args.what}: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     if args.what == "render":
         print(format_table(bench_render(args.frames)))
+    else:
+        print(format_table(bench_densedepth(args.compile, steps=args.steps)))
 
 
 if __name__ == "__main__":

@@ -57,3 +57,11 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
                  "--encoder", "small", "--resume", "--no-progress", *common]) == 0
     from depthlib.train import read_log
     assert [r["step"] for r in read_log(run) if "train_total" in r] == [2]
+
+
+def test_densedepth_benchmark_times_the_trainers_step():
+    from depthlib.bench import densedepth_step_stats
+
+    stats = densedepth_step_stats("small", 64, 64, batch=2, fast=True, steps=1, warmup=1)
+    assert stats["seconds"] > 0 and stats["images/s"] == pytest.approx(2 / stats["seconds"])
+    assert stats["peak MiB"] > 0 and stats["amp"] == "None"  # no AMP on the CPU
