@@ -95,12 +95,13 @@ def _colorbar(fig, axes, vmin, vmax, cmap, label):
 
 
 def show_depth_panels(image, depths: dict, gt_key: str | None = None, gt=None, error: bool = True,
-                      cmap: str = "turbo", figsize=None):
+                      cmap: str = "turbo", figsize=None, vrange=None):
     """One row: image | each depth map (one shared scale and colour bar) | |depth - gt| per map.
 
     depths: {title: (H, W) map, metres}. The ground truth is ``depths[gt_key]`` or ``gt`` (shown
     as "ground truth"). Error panels (``error=True``) share their own scale; pixels invalid in
-    either map are black. ``image`` may be None. Returns the matplotlib Figure.
+    either map are black. ``image`` may be None. ``vrange=(vmin, vmax)`` fixes the depth scale
+    (e.g. one scale for a whole sequence); by default it spans these maps. Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -127,7 +128,7 @@ def show_depth_panels(image, depths: dict, gt_key: str | None = None, gt=None, e
         axes[0].imshow(_image(image), cmap="gray")
         axes[0].set_title("image")
     depth_axes = axes[image is not None:][:len(maps)]
-    vmin, vmax = depth_range(*maps.values())
+    vmin, vmax = vrange if vrange is not None else depth_range(*maps.values())
     for ax, (title, depth) in zip(depth_axes, maps.items()):
         ax.imshow(_colorize(depth, _valid(depth), vmin, vmax, cmap))
         ax.set_title(title)
