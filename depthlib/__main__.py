@@ -69,7 +69,7 @@ def _train_densedepth(args) -> int:
     size = args.size or profile.nyu_size
     train_set = NYUDepth(root, "train", size=size, augment=True)
     test_set = NYUDepth(root, "test", size=size)
-    encoder = args.encoder or ("small" if profile.name == "cpu" else "densenet169")
+    encoder = args.encoder or profile.densedepth_encoder
     pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
     model = DenseDepth(encoder, pretrained=pretrained)
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
@@ -138,7 +138,7 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     train.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
-                       help="default: small for the cpu profile, densenet169 otherwise")
+                       help="default: the profile's (small for cpu, densenet169 for gpu)")
     train.add_argument("--pretrained", default="none", help="none | imagenet (needs internet) | PATH to weights")
     train.add_argument("--size", type=_size, help="input size HEIGHTxWIDTH (default: the profile's)")
     train.add_argument("--n-train", type=int, help="synthetic data: training frames (default: the profile's)")

@@ -17,6 +17,7 @@ _warned_no_cuda = False  # the "gpu profile without CUDA" warning is given once 
 class Profile:
     """Run sizes for one profile; sizes are (H, W) pixels, counts are frames / scans / views.
 
+    ``densedepth_encoder``: DenseDepth's encoder ("small" keeps a CPU step near 0.25 s);
     ``nyu_*``: monocular set (model input size, rendered size, frame counts); ``mvs_*``: multi-view
     set (image size, views per scan, scans, lights); ``n_views`` / ``n_depths``: MVSNet views and
     depth planes; then training loop sizes. ``device`` is "cuda" or "cpu".
@@ -24,6 +25,7 @@ class Profile:
 
     name: str
     device: str
+    densedepth_encoder: str
     nyu_size: tuple[int, int]
     nyu_render_size: tuple[int, int]
     nyu_train: int
@@ -41,14 +43,16 @@ class Profile:
 
 
 PROFILES = {
-    "cpu": Profile(name="cpu", device="cpu", nyu_size=(96, 128), nyu_render_size=(192, 256),
+    "cpu": Profile(name="cpu", device="cpu", densedepth_encoder="small",
+                   nyu_size=(96, 128), nyu_render_size=(192, 256),
                    nyu_train=384, nyu_test=64, mvs_size=(128, 160), mvs_views_per_scan=12,
                    mvs_train_scans=8, mvs_test_scans=2, mvs_lights=3, n_views=3, n_depths=32,
                    batch_size=4, epochs=2, num_workers=0),  # about a minute per chapter on 2 cores
     # ~15 minutes on a Colab T4. Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192
     # planes) so that rendering the sets on Colab's 2 CPU cores takes minutes, not an hour;
     # paper-scale runs use the real data through the CLI.
-    "gpu": Profile(name="gpu", device="cuda", nyu_size=(240, 320), nyu_render_size=(240, 320),
+    "gpu": Profile(name="gpu", device="cuda", densedepth_encoder="densenet169",
+                   nyu_size=(240, 320), nyu_render_size=(240, 320),
                    nyu_train=3000, nyu_test=300, mvs_size=(256, 320), mvs_views_per_scan=16,
                    mvs_train_scans=24, mvs_test_scans=4, mvs_lights=3, n_views=3, n_depths=96,
                    batch_size=8, epochs=10, num_workers=2),
