@@ -45,7 +45,7 @@ class Profile:
 PROFILES = {
     "cpu": Profile(name="cpu", device="cpu", densedepth_encoder="small",
                    nyu_size=(96, 128), nyu_render_size=(192, 256),
-                   nyu_train=384, nyu_test=64, mvs_size=(128, 160), mvs_views_per_scan=12,
+                   nyu_train=256, nyu_test=64, mvs_size=(128, 160), mvs_views_per_scan=12,
                    mvs_train_scans=8, mvs_test_scans=2, mvs_lights=3, n_views=3, n_depths=32,
                    batch_size=4, epochs=2, num_workers=0),  # about a minute per chapter on 2 cores
     # ~15 minutes on a Colab T4. Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192

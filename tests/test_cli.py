@@ -1,8 +1,10 @@
 """Command line and benchmark scripts: they run, write the real layouts, and reject bad arguments."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from depthlib.__main__ import main
 from depthlib.bench import bench_render, format_table
@@ -52,6 +54,13 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["eval", "densedepth", "--ckpt", str(tmp_path / "w.pt"), *common]) == 0
     out = capsys.readouterr().out
     assert "DenseDepth (small) on 4 test images, 64x64" in out and "| delta1 |" in out
+    from depthlib.models import load_densedepth
+    from depthlib.train import load_weights
+    model = load_densedepth(tmp_path / "w.pt")
+    assert model.metadata["encoder"] == "small" and not model.training
+    trained = load_weights(run / "checkpoint.pt")[0]
+    for key, value in model.state_dict().items():  # fp16 export, restored to fp32
+        torch.testing.assert_close(value, trained[key].to(value.dtype), rtol=1e-3, atol=1e-3)
     # resuming a finished run trains no further step
     assert main(["train", "densedepth", "--out", str(run), "--epochs", "1", "--n-train", "8", "--batch-size", "4",
                  "--encoder", "small", "--resume", "--no-progress", *common]) == 0
@@ -65,3 +74,26 @@ def test_densedepth_benchmark_times_the_trainers_step():
     stats = densedepth_step_stats("small", 64, 64, batch=2, fast=True, steps=1, warmup=1)
     assert stats["seconds"] > 0 and stats["images/s"] == pytest.approx(2 / stats["seconds"])
     assert stats["peak MiB"] > 0 and stats["amp"] == "None"  # no AMP on the CPU
+
+
+def test_shipped_file_prefers_the_repository_then_downloads_once(tmp_path, monkeypatch):
+    import yaml
+
+    from depthlib.data import download
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "_config.yml").read_text(encoding="utf-8"))
+    assert download.REPOSITORY_URL == config["repository"]["url"]  # the url is defined once
+    monkeypatch.chdir(tmp_path)  # no README.md here: it must come from the repository's data/
+    assert download.shipped_file("README.md").samefile(Path(__file__).parents[1] / "data" / "README.md")
+    fetched = []
+
+    def fake_download(url, dest, checksum=True):
+        fetched.append(url)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_bytes(b"weights")
+        return dest
+
+    monkeypatch.setattr(download, "download_file", fake_download)
+    path = download.shipped_file("not-in-data.pt", cache_dir=tmp_path)
+    assert path.read_bytes() == b"weights" and fetched == [f"{download.REPOSITORY_URL}/raw/main/data/not-in-data.pt"]
+    assert download.shipped_file("not-in-data.pt", cache_dir=tmp_path) == path and len(fetched) == 1

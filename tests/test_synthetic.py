@@ -36,7 +36,10 @@ def test_sizes_and_counts_come_from_the_profile(tmp_path, monkeypatch):
     profile = get_profile("cpu", nyu_render_size=(24, 32), nyu_train=5, nyu_test=1)
     root = nyu_synthetic(profile, seed=3, cache_dir=tmp_path)
     assert root.name == f"nyu-24x32-5-1-seed3-v{FORMAT_VERSION}" and calls == [(5, 1, 24, 32)]
-    assert nyu_synthetic("cpu", cache_dir=tmp_path).name == f"nyu-192x256-384-64-seed0-v{FORMAT_VERSION}"
+    cpu = get_profile("cpu")
+    expected = (f"nyu-{cpu.nyu_render_size[0]}x{cpu.nyu_render_size[1]}-{cpu.nyu_train}-{cpu.nyu_test}"
+                f"-seed0-v{FORMAT_VERSION}")
+    assert nyu_synthetic("cpu", cache_dir=tmp_path).name == expected
 
 
 def test_interrupted_build_leaves_no_set_and_no_temporary_folder(tmp_path, monkeypatch):

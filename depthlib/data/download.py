@@ -4,7 +4,8 @@ Nothing in depthlib downloads on its own: the book uses rendered sets; these hel
 readers who want the real data. Downloads go to ``<name>.part`` and are renamed when complete,
 so an interrupted download resumes (HTTP Range) instead of leaving a broken file.
 """
-__all__ = ["NYU_URL", "DTU_URL", "download_file", "extract_archive", "download_nyu", "download_dtu"]
+__all__ = ["NYU_URL", "DTU_URL", "REPOSITORY_URL", "download_file", "extract_archive", "download_nyu", "download_dtu",
+           "shipped_file"]
 
 import hashlib
 import os
@@ -20,6 +21,9 @@ from tqdm.auto import tqdm
 
 NYU_URL = "https://s3-eu-west-1.amazonaws.com/densedepth/nyu_data.zip"  # DenseDepth README, 4.1 GB
 DTU_URL = "https://drive.google.com/file/d/1eDjh-_bxKKnEuz5h-HXS7EDJn59clx6V/view"  # MVSNet README: dtu_training.rar
+# The book's repository (as in _config.yml; tests/test_notebooks.py checks they agree): files that
+# the book ships in data/ are fetched from here when depthlib was installed without the repository.
+REPOSITORY_URL = "https://github.com/depth-book/depth-book"
 _CHUNK = 1 << 20
 
 
@@ -162,3 +166,30 @@ def download_dtu(dest_dir, url=DTU_URL, extract=True, checksum=True):
     extract_archive(archive, dest_dir)
     roots = sorted(p.parent for p in dest_dir.rglob("Cameras") if (p.parent / "Rectified").is_dir())
     return roots[0] if roots else dest_dir
+
+
+def shipped_file(name, cache_dir=None) -> Path:
+    """Path of a file the book ships in ``data/`` (e.g. a small checkpoint).
+
+    ``name`` may be an existing path. Else it is looked up in the repository's ``data/`` next to the
+    ``depthlib`` package (a clone or an editable install), and otherwise downloaded once from
+    ``REPOSITORY_URL`` into the depthlib cache (a pip install from git, as on Colab).
+    """
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    local = Path(__file__).resolve().parents[2] / "data" / path.name
+    if local.is_file():
+        return local
+    from depthlib.data.synthetic import cache_root
+
+    target = cache_root(cache_dir) / "shipped" / path.name
+    if not target.is_file():
+        url = f"{REPOSITORY_URL}/raw/main/data/{path.name}"
+        try:
+            download_file(url, target, checksum=False)
+        except OSError as error:
+            raise FileNotFoundError(f"{name}: not a file, not in the repository's data/ ({local.parent}), "
+                                    f"and the download from {url} failed ({error})") from None
+    return target
+

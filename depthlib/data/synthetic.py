@@ -3,7 +3,7 @@
 ``nyu_synthetic()`` / ``dtu_synthetic()`` return the root of a NYU-like / DTU-like set sized by a
 run profile, in the real on-disk formats (read them with ``NYUDepth`` / ``DTUMVS``). Sets live in
 ``cache_dir``, else ``$DEPTHLIB_CACHE``, else ``~/.cache/depthlib``, in a folder named after their
-parameters (e.g. ``nyu-192x256-384-64-seed0-v1``). A set is built in a temporary sibling folder
+parameters (e.g. ``nyu-192x256-256-64-seed0-v2``). A set is built in a temporary sibling folder
 and renamed into place when complete, so an interrupted build never leaves a half set.
 """
 __all__ = ["FORMAT_VERSION", "cache_root", "nyu_synthetic", "dtu_synthetic"]

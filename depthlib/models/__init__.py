@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "densedepth": ("DenseDepth", "DenseNetEncoder", "DenseDepthDecoder", "UpBlock",
                    "densedepth169", "densedepth121", "densedepth_small", "small_densenet",
-                   "predict_depth"),
+                   "predict_depth", "load_densedepth"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [*_EXPORTS, *_MODULE_OF]

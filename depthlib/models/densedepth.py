@@ -1,7 +1,7 @@
 """DenseDepth: DenseNet encoder, up-sampling decoder with skips, metric inference (chapters 02, 03)."""
 from __future__ import annotations
 
-__all__ = ["ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "small_densenet", "DenseNetEncoder",
+__all__ = ["load_densedepth", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "small_densenet", "DenseNetEncoder",
            "UpBlock", "DenseDepthDecoder", "DenseDepth", "densedepth169", "densedepth121",
            "densedepth_small", "predict_depth"]
 
@@ -215,6 +215,21 @@ class DenseDepth(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
         return self.decoder(self.encoder((images - self.mean) / self.std))
+
+
+def load_densedepth(path, map_location="cpu") -> DenseDepth:
+    """A DenseDepth rebuilt from a training checkpoint or exported weights (its encoder is in the
+    file's metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
+    from depthlib.data.download import shipped_file
+    from depthlib.train import load_weights
+
+    weights, metadata = load_weights(shipped_file(path), map_location)
+    if metadata.get("model", "densedepth") != "densedepth":
+        raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'densedepth'")
+    model = DenseDepth(metadata.get("encoder", "densenet169"))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    model.metadata = metadata
+    return model.eval()
 
 
 def densedepth169(pretrained=False) -> DenseDepth:
