@@ -51,12 +51,6 @@ def _nyu_data(spec: str, profile, n_train=None, n_test=None):
     raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'nyu:PATH'")
 
 
-def _metrics_table(metrics: dict) -> str:
-    names = list(metrics)
-    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names) + "\n| " + \
-        " | ".join(f"{metrics[n]:.4f}" for n in names) + " |"
-
-
 def _train_densedepth(args) -> int:
     from depthlib.data import NYUDepth
     from depthlib.metrics import evaluate
@@ -96,6 +90,7 @@ def _train_densedepth(args) -> int:
 
 
 def _eval_densedepth(args) -> int:
+    from depthlib.bench import format_table
     from depthlib.data import NYUDepth
     from depthlib.metrics import evaluate
     from depthlib.models import DenseDepth, predict_depth
@@ -115,7 +110,7 @@ def _eval_densedepth(args) -> int:
                        max_depth=max_depth)
     print(f"DenseDepth ({metadata.get('encoder', '?')}) on {len(test_set)} test images, {size[0]}x{size[1]}, "
           f"flip TTA {'off' if args.no_flip_tta else 'on'}, crop {args.crop}")
-    print(_metrics_table(metrics))
+    print(format_table([{name: f"{value:.4f}" for name, value in metrics.items()}]))
     return 0
 
 

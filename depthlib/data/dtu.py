@@ -10,7 +10,6 @@ __all__ = ["DTU_TRAIN_SCANS", "DTU_VAL_SCANS", "DTU_TEST_SCANS", "view_selection
            "DTUMVS"]
 
 import math
-import multiprocessing as mp
 import re
 from pathlib import Path
 
@@ -146,13 +145,6 @@ def _write_scan(job):
             "near": scan["depth_range"][0] * units_per_metre, "far": scan["depth_range"][1] * units_per_metre}
 
 
-def _map_scans(jobs, workers):
-    if workers <= 1 or len(jobs) < 2 or "fork" not in mp.get_all_start_methods():
-        return [_write_scan(job) for job in jobs]
-    with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        return pool.map(_write_scan, jobs, chunksize=1)
-
-
 def write_dtu_like(root, n_scans, n_views=12, height=128, width=160, n_lights=7, seed=0, scan_ids=None,
                    splits=None, units_per_metre=1000.0, workers=1):
     """Render DTU-like object scans and write them in MVSNet's training layout (see the module doc).
@@ -175,7 +167,9 @@ def write_dtu_like(root, n_scans, n_views=12, height=128, width=160, n_lights=7,
     for folder in ("Cameras", "Rectified", "Depths", "lists"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     jobs = [(root, scan_id, seed, n_views, height, width, n_lights, units_per_metre) for scan_id in scan_ids]
-    scans = _map_scans(jobs, workers)
+    from depthlib.data.scenes import _map  # the renderer's ordered (forked) map
+
+    scans = list(_map(_write_scan, [(job,) for job in jobs], workers))
     rig = scans[0]
     if any(not np.allclose(s["extrinsics"], rig["extrinsics"]) or not np.allclose(s["K"], rig["K"]) for s in scans):
         raise RuntimeError("object_scan gave different cameras for two scans; DTU needs one rig")

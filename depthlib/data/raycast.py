@@ -48,13 +48,9 @@ class Camera:
 
     def resized(self, height: int, width: int) -> "Camera":
         """The same camera for an image of another size (pixel-centre exact scaling of K)."""
-        sx, sy = width / self.width, height / self.height
-        K = self.K.copy()
-        K[0, 0] *= sx
-        K[1, 1] *= sy
-        K[0, 1] *= sx
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        from depthlib.geometry import scale_intrinsics
+
+        K = scale_intrinsics(self.K, width / self.width, height / self.height)
         return Camera(K, self.extrinsic.copy(), height, width)
 
     def rays(self):
