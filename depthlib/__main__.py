@@ -1,7 +1,8 @@
 """Command line: ``python -m depthlib <command>`` (``python -m depthlib --help`` lists them).
 
 ``render`` writes a synthetic data set in a real on-disk format (chapter 01); ``train``, ``eval``
-and ``export`` train DenseDepth, print its metrics and pack its weights (chapters 05, 06, 11).
+and ``export`` train DenseDepth or MVSNet, print their metrics and pack their weights (chapters 05,
+06, 08, 09, 11); ``infer mvsnet`` writes depth and confidence maps of a scan (chapter 10).
 Under ``torchrun --nproc_per_node N -m depthlib train ...`` training runs with DDP.
 """
 from __future__ import annotations
@@ -89,6 +90,137 @@ def _train_densedepth(args) -> int:
     return 0
 
 
+def _dtu_data(spec: str, profile, n_scans=None):
+    """'synthetic' (the cached rendered DTU-like set) or 'dtu:PATH' (MVSNet's DTU training layout)."""
+    from depthlib.data import dtu_synthetic
+
+    if spec == "synthetic":
+        return dtu_synthetic(profile, n_scans=n_scans)
+    if spec.startswith("dtu:"):
+        return spec[4:]
+    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
+
+
+def _mvs_sizes(args, profile, metadata=None):
+    metadata = metadata or {}
+    n_views = args.n_views or metadata.get("n_views") or profile.n_views
+    n_depths = args.n_depths or metadata.get("n_depths") or profile.n_depths
+    return n_views, n_depths
+
+
+def _train_mvsnet(args) -> int:
+    from depthlib.data import DTUMVS
+    from depthlib.models import MVSNet, evaluate_mvsnet
+    from depthlib.profiles import get_profile
+    from depthlib.train import MVSNetTask, TrainConfig, Trainer
+
+    profile = get_profile(args.profile)
+    root = _dtu_data(args.data, profile, args.n_scans)
+    n_views, n_depths = _mvs_sizes(args, profile)
+    train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
+    val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
+    model = MVSNet(refine=not args.no_refine)
+    config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
+                         lr=args.lr, schedule=args.schedule, amp=args.amp, channels_last=args.channels_last,
+                         compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
+                "interval_scale": args.interval_scale, "data": args.data}
+    trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
+                      evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
+                      metadata=metadata)
+    if trainer.rank == 0:
+        height, width = train_set[0]["imgs"].shape[-2:]
+        print(f"MVSNet on {len(train_set)} training samples of {n_views} views at {height}x{width}, D={n_depths}, "
+              f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
+    history = trainer.fit(resume=args.resume)
+    if trainer.rank == 0 and history:
+        print(f"done: {trainer.checkpoint_path}; last epoch: " +
+              ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
+    return 0
+
+
+def _train(args) -> int:
+    return (_train_mvsnet if args.model == "mvsnet" else _train_densedepth)(args)
+
+
+def _eval_mvsnet(args) -> int:
+    from depthlib.bench import format_table
+    from depthlib.data import DTUMVS
+    from depthlib.models import evaluate_mvsnet, load_mvsnet
+    from depthlib.profiles import get_profile
+
+    model = load_mvsnet(args.ckpt).to(get_profile(args.profile).device)
+    profile = get_profile(args.profile)
+    n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
+    interval_scale = args.interval_scale or model.metadata.get("interval_scale")
+    test_set = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
+                      interval_scale=interval_scale)
+    metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline)
+    print(f"MVSNet on {len(test_set)} test samples, {n_views} views, D={n_depths}; less-one / less-three: "
+          "fraction within 1 / 3 depth intervals; mae in scene units (mm for DTU)")
+    rows = []
+    for name, prefix in (("initial", ""), ("refined", "refined_"), ("plane sweep (ZNCC)", "baseline_")):
+        if f"{prefix}less_one" in metrics:
+            rows.append({"depth": name, **{key: f"{metrics[prefix + key]:.4f}"
+                                           for key in ("less_one", "less_three", "mae")}})
+    print(format_table(rows))
+    return 0
+
+
+def _eval(args) -> int:
+    return (_eval_mvsnet if args.model == "mvsnet" else _eval_densedepth)(args)
+
+
+def _infer_mvsnet(args) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from depthlib.data import DTUMVS, MVSScan, write_cam_file, write_pair_file, write_pfm
+    from depthlib.models import load_mvsnet
+    from depthlib.profiles import get_profile
+    from pathlib import Path
+
+    profile = get_profile(args.profile)
+    model = load_mvsnet(args.ckpt).to(profile.device)
+    n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
+    interval_scale = args.interval_scale or model.metadata.get("interval_scale")
+    if args.data:  # a scan of the training layout: --data synthetic|dtu:PATH --scan scanN
+        dataset = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
+                         interval_scale=interval_scale, scans=[args.scan])
+        pairs = dataset.pairs
+    else:  # MVSNet's test layout: --scan DIR with images/, cams/, pair.txt
+        dataset = MVSScan(args.scan, n_views=n_views, n_depths=n_depths, size=args.size,
+                          interval_scale=interval_scale)
+        pairs = dataset.pairs
+    out = Path(args.out)
+    for folder in ("depth_est", "depth_init", "confidence", "cams", "images"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for index in range(len(dataset)):
+            item = dataset[index]
+            result = model(item["imgs"][None].to(profile.device), item["proj_matrices"][None].to(profile.device),
+                           item["depth_values"][None].to(profile.device))
+            view = int(item["view_ids"][0])
+            final = result.get("refined_depth", result["depth"])
+            write_pfm(out / "depth_est" / f"{view:08d}.pfm", final[0, 0].float().cpu().numpy())
+            write_pfm(out / "depth_init" / f"{view:08d}.pfm", result["depth"][0, 0].float().cpu().numpy())
+            write_pfm(out / "confidence" / f"{view:08d}.pfm",
+                      result["photometric_confidence"][0, 0].float().cpu().numpy())
+            depth_values = item["depth_values"]
+            write_cam_file(out / "cams" / f"{view:08d}_cam.txt", item["extrinsics"][0].double().numpy(),
+                           item["intrinsics"][0].double().numpy(), float(depth_values[0]),
+                           float(item["depth_interval"]), len(depth_values), float(depth_values[-1]))
+            image = (item["imgs"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(image).save(out / "images" / f"{view:08d}.png")
+    write_pair_file(out / "pair.txt", pairs)
+    print(f"wrote depth_est/, depth_init/, confidence/ (PFM), cams/ (K at the depth-map resolution), images/ and "
+          f"pair.txt for {len(dataset)} views to {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _eval_densedepth(args) -> int:
     from depthlib.bench import format_table
     from depthlib.data import NYUDepth
@@ -123,9 +255,10 @@ def _export(args) -> int:
 
 
 def _add_train_commands(commands) -> None:
-    train = commands.add_parser("train", help="train a model (densedepth); use torchrun for several GPUs")
-    train.add_argument("model", choices=["densedepth"])
-    train.add_argument("--data", default="synthetic", help="'synthetic' or 'nyu:PATH' (folder or nyu_data.zip)")
+    train = commands.add_parser("train", help="train a model (densedepth, mvsnet); use torchrun for several GPUs")
+    train.add_argument("model", choices=["densedepth", "mvsnet"])
+    train.add_argument("--data", default="synthetic",
+                       help="'synthetic', or 'nyu:PATH' (folder or nyu_data.zip) / 'dtu:PATH' (DTU training layout)")
     train.add_argument("--profile", default="auto", help="cpu | gpu | auto: default sizes, epochs, batch size")
     train.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
     train.add_argument("--epochs", type=int)
@@ -147,10 +280,12 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--no-progress", action="store_true")
-    train.set_defaults(run=_train_densedepth)
+    _add_mvs_arguments(train)
+    train.add_argument("--no-refine", action="store_true", help="mvsnet: without the refinement network")
+    train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
-    evaluate.add_argument("model", choices=["densedepth"])
+    evaluate.add_argument("model", choices=["densedepth", "mvsnet"])
     evaluate.add_argument("--ckpt", required=True, help="checkpoint.pt or exported weights")
     evaluate.add_argument("--data", default="synthetic")
     evaluate.add_argument("--profile", default="auto")
@@ -161,13 +296,36 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--crop", choices=["eigen", "none"], default="none",
                           help="eigen: NYU's evaluation crop (for the real NYU test set)")
     evaluate.add_argument("--no-flip-tta", action="store_true")
-    evaluate.set_defaults(run=_eval_densedepth)
+    _add_mvs_arguments(evaluate)
+    evaluate.add_argument("--baseline", action="store_true", help="mvsnet: also the classical plane sweep")
+    evaluate.set_defaults(run=_eval)
+
+    infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet)")
+    infer.add_argument("model", choices=["mvsnet"])
+    infer.add_argument("--ckpt", required=True, help="checkpoint.pt or exported weights")
+    infer.add_argument("--scan", required=True,
+                       help="a folder in MVSNet's test layout (images/, cams/, pair.txt), or with --data a scan "
+                            "name of the training layout (e.g. scan9)")
+    infer.add_argument("--data", help="'synthetic' or 'dtu:PATH': read --scan from that training-layout set")
+    infer.add_argument("--out", required=True, help="output folder: depth_est/, confidence/, cams/, images/")
+    infer.add_argument("--profile", default="auto")
+    infer.add_argument("--size", type=_size, help="test layout: resize images to HEIGHTxWIDTH (multiples of 32)")
+    _add_mvs_arguments(infer)
+    infer.set_defaults(run=_infer_mvsnet)
 
     export = commands.add_parser("export", help="pack a checkpoint's model weights (fp16) into a small file")
     export.add_argument("--ckpt", required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--full-precision", action="store_true")
     export.set_defaults(run=_export)
+
+
+def _add_mvs_arguments(parser) -> None:
+    parser.add_argument("--n-views", type=int, help="mvsnet: views per sample, reference included (default: profile)")
+    parser.add_argument("--n-depths", type=int, help="mvsnet: depth planes D, a multiple of 8 (default: profile)")
+    parser.add_argument("--interval-scale", type=float,
+                        help="mvsnet: multiply the cam file's depth interval (default: D planes span its range)")
+    parser.add_argument("--n-scans", type=int, help="mvsnet, synthetic data: number of scans (default: profile)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,10 @@
 """Benchmarks that print tables (speed targets live here, never in unit tests).
 
-Usage: ``python -m depthlib.bench render [--frames N]`` (the renderer's frames/s) and
+Usage: ``python -m depthlib.bench render [--frames N]`` (the renderer's frames/s),
 ``python -m depthlib.bench densedepth [--compile]`` (training step time, images/s and peak memory,
-fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]). Each DenseDepth
-setting runs in a fresh process, so its peak memory is its own.
+fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]) and
+``python -m depthlib.bench mvsnet`` (training and inference step time and peak memory, fp32 vs AMP).
+Each setting runs in a fresh process, so its peak memory is its own.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import subprocess
 import sys
 import time
 
-__all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "format_table", "main"]
+__all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "bench_mvsnet", "mvsnet_step_stats",
+           "format_table", "main"]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -116,6 +118,83 @@ def bench_densedepth(compile=False, encoders=None, steps=5) -> list[dict]:
     return rows
 
 
+def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=False, train=True, steps=5,
+                      warmup=2, device=None) -> dict:
+    """Time MVSNet (with refinement) steps: training (forward, backward, Adam, through the Trainer's
+    own step) or inference (eval mode, no_grad, in-place cost volume). ``amp``: autocast (bf16 /
+    fp16, CUDA only). Returns seconds per step, samples/s and peak memory in MiB (CUDA allocator,
+    else process RSS)."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from depthlib.models import MVSNet
+    from depthlib.train import MVSNetTask, TrainConfig, Trainer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    # a forward-facing rig: view v is shifted sideways by v * 5 % of the depth
+    K = torch.tensor([[width / 4.0, 0, width / 8 - 0.5], [0, width / 4.0, height / 8 - 0.5], [0, 0, 1]])
+    proj = torch.eye(4).repeat(batch, views, 1, 1)
+    for v in range(views):
+        proj[:, v, :3, :4] = K @ torch.cat([torch.eye(3), torch.tensor([[0.05 * v], [0.0], [0.0]])], dim=1)
+    batch_dict = {"imgs": torch.rand(batch, views, 3, height, width), "proj_matrices": proj,
+                  "depth_values": torch.linspace(0.5, 1.5, depths).repeat(batch, 1),
+                  "depth": 0.5 + torch.rand(batch, 1, height // 4, width // 4),
+                  "mask": torch.ones(batch, 1, height // 4, width // 4, dtype=torch.bool),
+                  "depth_interval": torch.full((batch,), 1.0 / (depths - 1))}
+    config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", progress=False, device=device)
+    trainer = Trainer(MVSNet(), TensorDataset(batch_dict["imgs"]), MVSNetTask(), "unused", config)
+    batch_dict = trainer._to_device(batch_dict)
+    if train:
+        step = lambda: trainer._train_step(batch_dict)  # noqa: E731
+    else:
+        trainer.model.eval()
+
+        def step():
+            with torch.no_grad(), torch.autocast(trainer.device.type, dtype=trainer.amp_dtype or torch.float32,
+                                                 enabled=trainer.amp_dtype is not None):
+                trainer.model(batch_dict["imgs"], batch_dict["proj_matrices"], batch_dict["depth_values"])
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"seconds": seconds, "samples/s": batch / seconds, "peak MiB": peak, "amp": str(trainer.amp_dtype)}
+
+
+def bench_mvsnet(steps=5) -> list[dict]:
+    """fp32 vs AMP, training and inference: 512x640 D=192 3 views on CUDA (batch 1), the cpu profile's
+    128x160 D=32 3 views (batch 2) on CPU (where AMP is off, so only fp32 is timed)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    height, width, depths, batch = (512, 640, 192, 1) if cuda else (128, 160, 32, 2)
+    modes = [("fp32", False)] + ([("AMP", True)] if cuda else [])
+    rows = []
+    for phase in ("train", "infer"):
+        base = None
+        for name, amp in modes:
+            args = json.dumps(dict(height=height, width=width, depths=depths, views=3, batch=batch, amp=amp,
+                                   train=phase == "train", steps=steps))
+            out = subprocess.run([sys.executable, "-m", "depthlib.bench", "_mvsnet_one", args],
+                                 capture_output=True, text=True, check=True).stdout
+            stats = json.loads(out.strip().splitlines()[-1])
+            base = base or stats["samples/s"]
+            rows.append({"model": "MVSNet", "input": f"{height}x{width} D={depths} V=3 x{batch}",
+                         "mode": f"{phase} {name}", "step (s)": f"{stats['seconds']:.3f}",
+                         "samples/s": f"{stats['samples/s']:.2f}", "speed-up": f"{stats['samples/s'] / base:.2f}x",
+                         "peak MiB": f"{stats['peak MiB']:.0f}"})
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m depthlib.bench", description=__doc__.splitlines()[0])
     if argv is None:
@@ -123,17 +202,22 @@ def main(argv=None) -> None:
     if argv[:1] == ["_densedepth_one"]:  # one setting, in its own process (see bench_densedepth)
         print(json.dumps(densedepth_step_stats(**json.loads(argv[1]))))
         return
-    parser.add_argument("what", choices=["render", "densedepth"], help="what to benchmark")
+    if argv[:1] == ["_mvsnet_one"]:
+        print(json.dumps(mvsnet_step_stats(**json.loads(argv[1]))))
+        return
+    parser.add_argument("what", choices=["render", "densedepth", "mvsnet"], help="what to benchmark")
     parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
     parser.add_argument("--compile", action="store_true", help="densedepth: also time torch.compile")
-    parser.add_argument("--steps", type=int, default=5, help="densedepth: timed steps per setting")
+    parser.add_argument("--steps", type=int, default=5, help="densedepth, mvsnet: timed steps per setting")
     args = parser.parse_args(argv)
     print(f"# depthlib.bench {args.what}: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     if args.what == "render":
         print(format_table(bench_render(args.frames)))
-    else:
+    elif args.what == "densedepth":
         print(format_table(bench_densedepth(args.compile, steps=args.steps)))
+    else:
+        print(format_table(bench_mvsnet(steps=args.steps)))
 
 
 if __name__ == "__main__":

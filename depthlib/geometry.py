@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
-           "projection_matrix", "scale_intrinsics", "depth_to_points", "homography_warp",
+           "projection_matrix", "scale_intrinsics", "scale_projection", "depth_to_points", "homography_warp",
            "plane_sweep_volume"]
 
 import numpy as np
@@ -147,6 +147,21 @@ def scale_intrinsics(K, scale_x: float, scale_y: float | None = None):
     scaled[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
     scaled[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
     return scaled
+
+
+def scale_projection(proj, scale_x: float, scale_y: float | None = None):
+    """A projection ``[[K @ [R|t]], [0, 0, 0, 1]]`` for an image resized by (scale_x, scale_y).
+
+    The same pixel-centre convention as :func:`scale_intrinsics` (applied as a left factor S with
+    K' = S K), e.g. ``scale_projection(proj, 4)`` turns DTU's depth-resolution projections into
+    image-resolution ones. proj: (..., 4, 4) tensor; returns a new tensor.
+    """
+    _check(proj.shape[-2:] == (4, 4), "proj", proj, "(..., 4, 4)")
+    scale_y = scale_x if scale_y is None else scale_y
+    S = torch.eye(4, dtype=proj.dtype, device=proj.device)
+    S[0, 0], S[1, 1] = scale_x, scale_y
+    S[0, 2], S[1, 2] = (scale_x - 1) / 2, (scale_y - 1) / 2
+    return S @ proj
 
 
 def depth_to_points(depth: torch.Tensor, K: torch.Tensor, extrinsic=None, mask=None) -> torch.Tensor:

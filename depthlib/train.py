@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "load_weights", "export_weights", "read_log", "plot_log",
+__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
            "distributed_context"]
 
 
@@ -318,6 +318,25 @@ class DenseDepthTask:
         mask = F.interpolate(batch["mask"].float(), size=pred.shape[-2:], mode="nearest") > 0.5
         target = depth_norm(depth, self.max_depth)
         return densedepth_loss(pred.float(), target, theta=self.theta, data_range=100.0, mask=mask)
+
+
+class MVSNetTask:
+    """MVSNet's objective: ``mvsnet_loss`` (masked mean |gt - est| / depth_interval) of the initial
+    depth, averaged with that of the refined depth when the model refines (as the TensorFlow
+    original); ``initial`` and ``refined`` are logged as well."""
+
+    def loss(self, model, batch) -> dict:
+        from depthlib.losses import mvsnet_loss
+
+        out = model(batch["imgs"], batch["proj_matrices"], batch["depth_values"])
+        gt, mask, interval = batch["depth"], batch["mask"], batch["depth_interval"]
+        losses = {"initial": mvsnet_loss(out["depth"].float(), gt, mask, interval)}
+        if "refined_depth" in out:
+            losses["refined"] = mvsnet_loss(out["refined_depth"].float(), gt, mask, interval)
+            losses["total"] = 0.5 * (losses["initial"] + losses["refined"])
+        else:
+            losses["total"] = losses["initial"]
+        return losses
 
 
 def load_weights(path, map_location="cpu"):

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +98,68 @@ def test_shipped_file_prefers_the_repository_then_downloads_once(tmp_path, monke
     path = download.shipped_file("not-in-data.pt", cache_dir=tmp_path)
     assert path.read_bytes() == b"weights" and fetched == [f"{download.REPOSITORY_URL}/raw/main/data/not-in-data.pt"]
     assert download.shipped_file("not-in-data.pt", cache_dir=tmp_path) == path and len(fetched) == 1
+
+
+def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
+    from depthlib.data import read_cam_file, read_pair_file, read_pfm
+    from depthlib.models import load_mvsnet
+
+    main(["render", "dtu", "--out", str(tmp_path / "dtu"), "--size", "64x64", "--n-scans", "2", "--n-views", "4",
+          "--n-lights", "1", "--profile", "cpu"])
+    data, run = f"dtu:{tmp_path / 'dtu'}", tmp_path / "run"
+    common = ["--profile", "cpu", "--n-views", "3", "--n-depths", "8"]
+    assert main(["train", "mvsnet", "--data", data, "--out", str(run), "--epochs", "1", "--batch-size", "2",
+                 "--lr", "1e-3", "--val", "--no-progress", *common]) == 0
+    out = capsys.readouterr().out
+    assert "MVSNet on 4 training samples of 3 views at 64x64, D=8, 1 epochs of 2 steps" in out
+    assert "val_refined_less_one" in out
+    model = load_mvsnet(run / "checkpoint.pt")
+    assert model.metadata["n_depths"] == 8 and model.refine and not model.training
+    assert main(["eval", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--baseline",
+                 "--profile", "cpu"]) == 0  # views and planes come from the checkpoint's metadata
+    table = capsys.readouterr().out
+    assert "D=8" in table and "| refined" in table and "| plane sweep (ZNCC)" in table
+    infer = tmp_path / "infer"
+    assert main(["infer", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--scan", "scan2",
+                 "--out", str(infer), "--profile", "cpu"]) == 0
+    assert "for 4 views" in capsys.readouterr().out
+    for view in range(4):
+        depth, _ = read_pfm(infer / "depth_est" / f"{view:08d}.pfm")
+        confidence, _ = read_pfm(infer / "confidence" / f"{view:08d}.pfm")
+        cam = read_cam_file(infer / "cams" / f"{view:08d}_cam.txt")
+        assert depth.shape == confidence.shape == (16, 16) and ((confidence >= 0) & (confidence <= 1)).all()
+        assert cam["depth_num"] == 8 and cam["depth_min"] <= depth.min() and depth.max() <= cam["depth_max"] + 1e-3
+        assert (infer / "images" / f"{view:08d}.png").is_file()
+    assert len(read_pair_file(infer / "pair.txt")) == 4
+
+
+def test_infer_reads_mvsnets_test_layout_like_the_training_layout(tmp_path):
+    from depthlib.data import read_pfm, write_mvs_scan
+    from depthlib.models import MVSNet
+    from depthlib.train import export_weights
+
+    main(["render", "dtu", "--out", str(tmp_path / "dtu"), "--size", "64x64", "--n-scans", "1", "--n-views", "3",
+          "--n-lights", "1", "--profile", "cpu"])
+    torch.manual_seed(0)
+    torch.save({"model": MVSNet().state_dict(), "metadata": {"model": "mvsnet", "n_views": 3, "n_depths": 8}},
+               tmp_path / "ckpt.pt")
+    export_weights(tmp_path / "ckpt.pt", tmp_path / "w.pt", half=False)
+    scan_dir = write_mvs_scan(tmp_path / "dtu", "scan1", tmp_path / "scan1")
+    assert sorted(p.name for p in scan_dir.iterdir()) == ["cams", "images", "pair.txt"]
+    common = ["--ckpt", str(tmp_path / "w.pt"), "--profile", "cpu"]
+    main(["infer", "mvsnet", *common, "--scan", str(scan_dir), "--out", str(tmp_path / "a")])
+    main(["infer", "mvsnet", *common, "--data", f"dtu:{tmp_path / 'dtu'}", "--scan", "scan1",
+          "--out", str(tmp_path / "b")])
+    for folder in ("depth_est", "confidence"):
+        a, _ = read_pfm(tmp_path / "a" / folder / "00000001.pfm")
+        b, _ = read_pfm(tmp_path / "b" / folder / "00000001.pfm")
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)  # same cameras, images and planes
+
+
+def test_mvsnet_benchmark_times_training_and_inference():
+    from depthlib.bench import mvsnet_step_stats
+
+    for train in (True, False):
+        stats = mvsnet_step_stats(64, 64, depths=8, batch=1, train=train, steps=1, warmup=1)
+        assert stats["seconds"] > 0 and stats["samples/s"] == pytest.approx(1 / stats["seconds"])
+        assert stats["peak MiB"] > 0 and stats["amp"] == "None"

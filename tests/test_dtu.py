@@ -234,3 +234,39 @@ def test_depth_map_not_quarter_of_image_raises_value_error(tmp_path):
     _real_layout(tmp_path, image_hw=(16, 20), depth_hw=(8, 10))
     with pytest.raises(ValueError, match=r"depth_map_0000\.pfm is \(8, 10\).*rect_001_0_r5000\.png is \(16, 20\)"):
         DTUMVS(tmp_path, scans=["scan2"], lights=[0])[0]
+
+
+def test_test_layout_scan_matches_the_training_layout_sample(synthetic_root, tmp_path):
+    from depthlib.data.dtu import MVSScan, write_mvs_scan
+
+    scan_dir = write_mvs_scan(synthetic_root, "scan9", tmp_path / "scan9")
+    cam = read_cam_file(scan_dir / "cams" / "00000000_cam.txt")
+    train_cam = read_cam_file(synthetic_root / "Cameras" / "00000000_cam.txt")
+    # K at the image resolution (4x the depth map's, pixel centres): fx x4, cx' = (cx + 0.5) 4 - 0.5
+    assert cam["intrinsic"][0, 0] == pytest.approx(4 * train_cam["intrinsic"][0, 0])
+    assert cam["intrinsic"][0, 2] == pytest.approx((train_cam["intrinsic"][0, 2] + 0.5) * 4 - 0.5)
+    scan = MVSScan(scan_dir, n_views=3, n_depths=16)
+    reference = DTUMVS(synthetic_root, "test", n_views=3, n_depths=16)
+    assert len(scan) == N_VIEWS and len(reference) == N_VIEWS
+    a, b = scan[2], reference[2]
+    for key in ("imgs", "proj_matrices", "intrinsics", "extrinsics", "depth_values", "view_ids"):
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-4)
+    assert "depth" not in a  # the test layout has no ground truth
+    resized = MVSScan(scan_dir, n_views=3, n_depths=16, size=(32, 40))[2]
+    assert resized["imgs"].shape == (3, 3, 32, 40)
+    torch.testing.assert_close(resized["intrinsics"][0, 0, 0], b["intrinsics"][0, 0, 0] / 2)
+
+
+def test_test_layout_missing_parts_and_too_few_sources_raise(tmp_path, synthetic_root):
+    from depthlib.data.dtu import MVSScan, write_mvs_scan
+
+    with pytest.raises(FileNotFoundError, match="images"):
+        MVSScan(tmp_path)
+    scan_dir = write_mvs_scan(synthetic_root, "scan9", tmp_path / "scan9")
+    with pytest.raises(ValueError, match="source views"):
+        MVSScan(scan_dir, n_views=N_VIEWS + 1)
+    scan = MVSScan(scan_dir, n_views=3)
+    ref_view = scan.pairs[0][0]
+    (scan_dir / "images" / f"{ref_view:08d}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{ref_view:08d}"):
+        scan[0]

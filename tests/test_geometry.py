@@ -7,7 +7,7 @@ import torch
 
 from depthlib.geometry import (backproject, camera_to_world, depth_to_points, homography_warp,
                                pixel_grid, plane_sweep_volume, project, projection_matrix,
-                               scale_intrinsics, world_to_camera)
+                               scale_intrinsics, scale_projection, world_to_camera)
 
 
 # ---------------------------------------------------------------- NumPy references (float64)
@@ -148,6 +148,40 @@ def test_scale_intrinsics_keeps_pixel_edges_fixed():
     # Edge coordinates (centre + 0.5) scale with the image; centres do not.
     np.testing.assert_allclose([u_s + 0.5, v_s + 0.5], [(u + 0.5) * 0.25, (v + 0.5) * 0.5])
     assert K[0, 2] == 63.5  # input not modified
+
+
+def test_scale_projection_equals_projection_of_scaled_intrinsics():
+    rng = np.random.default_rng(9)
+    K = intrinsics(*rng.uniform(20, 40, 2), *rng.uniform(5, 15, 2))
+    K[0, 1] = 0.7  # a skew, scaled like fx
+    extrinsic = look_at(rng.normal(size=3) * 3, rng.normal(size=3))
+    proj = torch.as_tensor(projection_matrix(K, extrinsic))
+    for scale in ((4.0, None), (0.25, None), (2.0, 0.5)):
+        expected = projection_matrix(scale_intrinsics(K, *scale), extrinsic)
+        np.testing.assert_allclose(scale_projection(proj, *scale).numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(scale_projection(scale_projection(proj, 4), 0.25).numpy(), proj.numpy(),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.equal(proj, torch.as_tensor(projection_matrix(K, extrinsic)))  # input not modified
+    # batched (B, V, 4, 4), float32: every view scaled alike
+    batched = proj.float().expand(2, 3, 4, 4)
+    scaled = scale_projection(batched, 4)
+    assert scaled.shape == (2, 3, 4, 4) and scaled.dtype == torch.float32
+    torch.testing.assert_close(scaled, scale_projection(proj, 4).float().expand(2, 3, 4, 4))
+
+
+def test_scale_projection_moves_pixels_by_the_pixel_centre_convention():
+    rng = np.random.default_rng(10)
+    K, extrinsic = intrinsics(12.0, 11.0, 7.5, 5.5), look_at([1.0, -2.0, 1.0], [0.0, 0.0, 0.2])
+    proj = torch.as_tensor(projection_matrix(K, extrinsic))
+    points = np.concatenate([rng.normal(0, 0.3, (3, 5)), np.ones((1, 5))])  # homogeneous world points
+    x, y, z = (proj.numpy() @ points)[:3]
+    for sx, sy in ((4.0, 4.0), (0.25, 0.5)):
+        xs, ys, zs = (scale_projection(proj, sx, sy).numpy() @ points)[:3]
+        np.testing.assert_allclose(zs, z)  # depth unchanged
+        np.testing.assert_allclose(xs / zs, (x / z + 0.5) * sx - 0.5, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ys / zs, (y / z + 0.5) * sy - 0.5, rtol=0, atol=1e-9)
+    with raises_with_shapes((3, 4), "(..., 4, 4)"):
+        scale_projection(torch.zeros(3, 4), 2.0)
 
 
 def test_depth_to_points_world_points_reproject_to_their_pixel_and_mask_gives_nan():

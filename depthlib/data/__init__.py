@@ -13,7 +13,7 @@ _EXPORTS = {
     "io": ["read_pfm", "write_pfm", "read_cam_file", "write_cam_file", "read_pair_file", "write_pair_file",
            "read_image"],
     "nyu": ["write_nyu_like", "NYUDepth"],
-    "dtu": ["write_dtu_like", "DTUMVS"],
+    "dtu": ["write_dtu_like", "DTUMVS", "MVSScan", "write_mvs_scan"],
     "synthetic": ["nyu_synthetic", "dtu_synthetic"],
     "download": ["download_nyu", "download_dtu"],
 }

@@ -1,15 +1,16 @@
-"""Depth networks: ``densedepth`` (monocular, chapters 02-03); MVSNet (chapters 07-09) comes later.
+"""Depth networks: ``densedepth`` (monocular, chapters 02-03) and ``mvsnet`` (multi-view, chapters 07-09).
 
 ``from depthlib.models import DenseDepth`` loads torchvision on first use, not at package import.
 """
 import importlib
 
-# TODO(MVSNet, chapters 07-09): add "mvsnet" -> ("FeatureNet", "CostRegNet", "RefineNet",
-# "depth_regression", "MVSNet") here once depthlib/models/mvsnet.py lands.
 _EXPORTS = {
     "densedepth": ("DenseDepth", "DenseNetEncoder", "DenseDepthDecoder", "UpBlock",
                    "densedepth169", "densedepth121", "densedepth_small", "small_densenet",
                    "predict_depth", "load_densedepth"),
+    "mvsnet": ("MVSNet", "FeatureNet", "CostRegNet", "RefineNet", "variance_cost_volume", "depth_regression",
+               "photometric_confidence", "standardize_image", "plane_sweep_depth", "evaluate_mvsnet",
+               "load_mvsnet"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [*_EXPORTS, *_MODULE_OF]

@@ -1,0 +1,369 @@
+"""MVSNet (Yao et al. 2018) and a classical plane-sweep baseline (chapters 07-09).
+
+Pipeline: a shared 2D ``FeatureNet`` (output stride 4) -> every source view's features warped
+onto the reference camera's fronto-parallel depth planes (``depthlib.geometry.homography_warp``)
+-> the variance across views as the cost volume -> a 3D U-Net (``CostRegNet``) -> softmax over
+depth (``prob_volume``) -> soft-argmin depth (``depth_regression``) and a photometric confidence
+-> ``RefineNet``: the depth normalised over [depth_min, depth_max], with the reference image,
+gives a residual (the original TensorFlow design).
+
+Shapes: ``imgs`` (B, V, 3, H, W) in [0, 1], view 0 the reference; ``proj`` (B, V, 4, 4)
+``[[K @ [R|t]], [0, 0, 0, 1]]`` with K at the *feature* resolution (H/4, W/4), as DTU's
+``Cameras/train`` files give it; ``depth_values`` (B, D) in scene units (mm for DTU). Depth
+outputs are (B, 1, H/4, W/4), ``prob_volume`` (B, D, H/4, W/4).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from depthlib.geometry import homography_warp
+
+__all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "variance_cost_volume", "depth_regression",
+           "photometric_confidence", "standardize_image", "plane_sweep_depth", "evaluate_mvsnet", "load_mvsnet"]
+
+
+def _conv_bn_relu(cin, cout, kernel=3, stride=1, dims=2):
+    conv, bn = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+    return nn.Sequential(conv(cin, cout, kernel, stride, kernel // 2, bias=False), bn(cout), nn.ReLU(inplace=True))
+
+
+def standardize_image(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per image and channel, as MVSNet's ``center_image``: lighting changes
+    between views and scans then matter less. img: (..., C, H, W)."""
+    mean = img.mean(dim=(-2, -1), keepdim=True)
+    var = img.var(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (img - mean) / torch.sqrt(var + eps)
+
+
+class FeatureNet(nn.Module):
+    """Eight conv layers, 8 / 16 / 32 channels, two stride-2 5x5 convs: (B, 3, H, W) -> (B, 32, H/4, W/4).
+
+    Conv-BN-ReLU blocks and a plain last conv (features, not activations, go into the cost volume).
+    """
+
+    def __init__(self, base: int = 8):
+        super().__init__()
+        c1, c2, c3 = base, 2 * base, 4 * base
+        self.layers = nn.Sequential(
+            _conv_bn_relu(3, c1), _conv_bn_relu(c1, c1),
+            _conv_bn_relu(c1, c2, 5, 2), _conv_bn_relu(c2, c2), _conv_bn_relu(c2, c2),
+            _conv_bn_relu(c2, c3, 5, 2), _conv_bn_relu(c3, c3),
+            nn.Conv2d(c3, c3, 3, 1, 1))
+        self.out_channels = c3
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.layers(img)
+
+
+class CostRegNet(nn.Module):
+    """3D U-Net 8 / 16 / 32 / 64 with skip additions: (B, C, D, h, w) -> (B, 1, D, h, w) logits.
+
+    Three stride-2 levels, so D, h and w must be divisible by 8.
+    """
+
+    def __init__(self, in_channels: int = 32, base: int = 8):
+        super().__init__()
+        c0, c1, c2, c3 = base, 2 * base, 4 * base, 8 * base
+        self.conv0 = _conv_bn_relu(in_channels, c0, dims=3)
+        self.down1 = nn.Sequential(_conv_bn_relu(c0, c1, stride=2, dims=3), _conv_bn_relu(c1, c1, dims=3))
+        self.down2 = nn.Sequential(_conv_bn_relu(c1, c2, stride=2, dims=3), _conv_bn_relu(c2, c2, dims=3))
+        self.down3 = nn.Sequential(_conv_bn_relu(c2, c3, stride=2, dims=3), _conv_bn_relu(c3, c3, dims=3))
+        self.up3 = self._up(c3, c2)
+        self.up2 = self._up(c2, c1)
+        self.up1 = self._up(c1, c0)
+        self.prob = nn.Conv3d(c0, 1, 3, 1, 1)
+
+    @staticmethod
+    def _up(cin, cout):
+        return nn.Sequential(nn.ConvTranspose3d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=False),
+                             nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        x0 = self.conv0(volume)
+        x1 = self.down1(x0)
+        x2 = self.down2(x1)
+        x = self.down3(x2)
+        x = x2 + self.up3(x)
+        x = x1 + self.up2(x)
+        x = x0 + self.up1(x)
+        return self.prob(x)
+
+
+class RefineNet(nn.Module):
+    """Depth-map refinement as in MVSNet's TensorFlow code.
+
+    The initial depth is normalised to [0, 1] over [depth_min, depth_max], concatenated with the
+    (standardised) reference image resized to the depth resolution (4 channels), passed through
+    three 32-channel Conv-BN-ReLU and a conv to one channel; that output is a *residual* added to
+    the normalised depth, and the sum is de-normalised. Returns (B, 1, h, w) in scene units.
+    """
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        self.layers = nn.Sequential(_conv_bn_relu(4, channels), _conv_bn_relu(channels, channels),
+                                    _conv_bn_relu(channels, channels), nn.Conv2d(channels, 1, 3, 1, 1))
+
+    def forward(self, img: torch.Tensor, depth: torch.Tensor, depth_min: torch.Tensor,
+                depth_max: torch.Tensor) -> torch.Tensor:
+        if depth.dim() != 4 or depth.shape[1] != 1 or img.dim() != 4 or img.shape[:2] != (depth.shape[0], 3):
+            raise ValueError(f"RefineNet: img {tuple(img.shape)} and depth {tuple(depth.shape)}; expected "
+                             "(B, 3, H, W) and (B, 1, h, w)")
+        low = depth_min.reshape(-1, 1, 1, 1).to(depth.dtype)
+        scale = (depth_max - depth_min).reshape(-1, 1, 1, 1).to(depth.dtype)
+        norm_depth = (depth - low) / scale
+        image = F.interpolate(img, size=depth.shape[-2:], mode="bilinear", align_corners=False)
+        residual = self.layers(torch.cat([image.to(depth.dtype), norm_depth], dim=1))
+        return (norm_depth + residual) * scale + low
+
+
+def variance_cost_volume(ref_feat: torch.Tensor, src_feats, ref_proj: torch.Tensor, src_projs,
+                         depth_values: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """MVSNet's cost volume: the per-channel variance of the V feature volumes.
+
+    ref_feat (B, C, h, w); src_feats / src_projs: sequences of (B, C, h, w) / (B, 4, 4);
+    depth_values (B, D). Returns (B, C, D, h, w) = mean(v^2) - mean(v)^2 over the views.
+    ``inplace=True`` (inference, no autograd) accumulates the sums in place, one warped volume at a
+    time, so memory holds three volumes whatever the number of views.
+    """
+    if len(src_feats) != len(src_projs) or len(src_feats) < 1:
+        raise ValueError(f"variance_cost_volume: {len(src_feats)} source features and {len(src_projs)} "
+                         "projections; expected the same number, at least 1")
+    views = len(src_feats) + 1
+    depths = depth_values.shape[1]
+    ref_volume = ref_feat.unsqueeze(2).expand(-1, -1, depths, -1, -1)
+    if inplace:
+        volume_sum = ref_volume.clone()
+        volume_sq_sum = ref_volume.pow(2)
+        for feat, proj in zip(src_feats, src_projs):
+            warped = homography_warp(feat, proj, ref_proj, depth_values)
+            volume_sum += warped
+            volume_sq_sum += warped.pow_(2)
+            del warped
+        return volume_sq_sum.div_(views).sub_(volume_sum.div_(views).pow_(2))
+    volume_sum, volume_sq_sum = ref_volume, ref_volume.pow(2)
+    for feat, proj in zip(src_feats, src_projs):
+        warped = homography_warp(feat, proj, ref_proj, depth_values)
+        volume_sum = volume_sum + warped
+        volume_sq_sum = volume_sq_sum + warped.pow(2)
+    return volume_sq_sum / views - (volume_sum / views).pow(2)
+
+
+def depth_regression(prob_volume: torch.Tensor, depth_values: torch.Tensor) -> torch.Tensor:
+    """Soft argmin: the expected depth sum_d p_d * depth_d. prob_volume (B, D, h, w); depth_values
+    (B, D) or (B, D, h, w). Returns (B, 1, h, w)."""
+    if depth_values.dim() == 2:
+        depth_values = depth_values[:, :, None, None]
+    return (prob_volume * depth_values).sum(dim=1, keepdim=True)
+
+
+def photometric_confidence(prob_volume: torch.Tensor) -> torch.Tensor:
+    """Probability mass of the four planes around the regressed index (index-1 .. index+2).
+
+    prob_volume (B, D, h, w) -> (B, 1, h, w) in [0, 1]. The index is the soft-argmin over plane
+    numbers 0..D-1, rounded down and clamped to the valid range.
+    """
+    depths = prob_volume.shape[1]
+    window = F.pad(prob_volume.unsqueeze(1), (0, 0, 0, 0, 1, 2))  # planes i-1 .. i+2 around plane i
+    sum4 = 4 * F.avg_pool3d(window, (4, 1, 1), stride=1).squeeze(1)
+    planes = torch.arange(depths, device=prob_volume.device, dtype=prob_volume.dtype)
+    index = depth_regression(prob_volume, planes.unsqueeze(0).expand(prob_volume.shape[0], -1))
+    index = index.long().clamp(0, depths - 1)
+    return torch.gather(sum4, 1, index)
+
+
+class MVSNet(nn.Module):
+    """MVSNet: ``forward(imgs, proj, depth_values) -> dict`` (see the module doc for shapes).
+
+    Output keys: ``depth`` (soft-argmin), ``refined_depth`` (with ``refine=True``),
+    ``photometric_confidence``, ``prob_volume``. During training the cost volume is built out of
+    place (autograd needs every warped volume); in eval mode under ``torch.no_grad`` it is
+    accumulated in place. Sizes: D, H/4 and W/4 must be divisible by 8 (the 3D U-Net).
+    """
+
+    def __init__(self, refine: bool = True, base: int = 8):
+        super().__init__()
+        self.refine = refine
+        self.feature = FeatureNet(base)
+        self.cost_regularization = CostRegNet(self.feature.out_channels, base)
+        self.refine_network = RefineNet() if refine else None
+
+    @staticmethod
+    def check_inputs(imgs, proj, depth_values) -> None:
+        """Raise a ValueError naming the mismatched shape or size."""
+        if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
+            raise ValueError(f"MVSNet: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
+        batch, views, _, height, width = imgs.shape
+        if tuple(proj.shape) != (batch, views, 4, 4):
+            raise ValueError(f"MVSNet: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
+                             f"expected ({batch}, {views}, 4, 4), one projection per view")
+        if depth_values.dim() != 2 or depth_values.shape[0] != batch:
+            raise ValueError(f"MVSNet: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)")
+        depths = depth_values.shape[1]
+        if height % 32 or width % 32 or depths % 8:
+            raise ValueError(f"MVSNet: image {height}x{width} with D={depths} planes; the 3D U-Net needs D, "
+                             f"H/4 and W/4 divisible by 8 (H and W multiples of 32, D a multiple of 8)")
+
+    def forward(self, imgs: torch.Tensor, proj: torch.Tensor, depth_values: torch.Tensor) -> dict:
+        self.check_inputs(imgs, proj, depth_values)
+        batch, views = imgs.shape[:2]
+        standardized = standardize_image(imgs)
+        feats = self.feature(standardized.flatten(0, 1)).unflatten(0, (batch, views))
+        inplace = not torch.is_grad_enabled()
+        volume = variance_cost_volume(feats[:, 0], [feats[:, v] for v in range(1, views)], proj[:, 0],
+                                      [proj[:, v] for v in range(1, views)], depth_values, inplace=inplace)
+        logits = self.cost_regularization(volume).squeeze(1)
+        prob_volume = F.softmax(logits.float(), dim=1)
+        out = {"depth": depth_regression(prob_volume, depth_values.float()), "prob_volume": prob_volume}
+        with torch.no_grad():
+            out["photometric_confidence"] = photometric_confidence(prob_volume.detach())
+        if self.refine_network is not None:
+            out["refined_depth"] = self.refine_network(standardized[:, 0], out["depth"], depth_values[:, 0],
+                                                       depth_values[:, -1]).float()
+        return out
+
+
+# ----------------------------------------------------------------------------- classical baseline
+
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a window x window box (same size, replicate-padded); x (N, C, H, W)."""
+    pad = window // 2
+    return F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), window, stride=1)
+
+
+def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torch.Tensor, cost: str = "zncc",
+                      window: int = 7, pool: int = 1, temperature: float = 0.05) -> dict:
+    """Classical plane-sweep stereo: the same warping on images, a windowed photometric cost, no learning.
+
+    imgs (B, V, 3, H, W), view 0 the reference; proj (B, V, 4, 4) with K at the image resolution;
+    depth_values (B, D). ``cost``: "zncc" (1 - zero-mean normalised cross-correlation, robust to
+    gain and offset) or "sad" (mean absolute difference) over a ``window`` x ``window`` box of the
+    grey image, averaged over the source views. ``pool`` > 1 averages the cost over pool x pool
+    blocks and returns depth at H/pool x W/pool (MVSNet's depth resolution with pool=4).
+    Returns ``cost`` (B, D, h, w), ``depth`` (winner-take-all, B, 1, h, w) and ``soft_depth``
+    (soft-argmin of softmax(-cost / temperature)). Pixels no source view sees get the largest cost.
+    """
+    if cost not in ("zncc", "sad"):
+        raise ValueError(f"plane_sweep_depth: cost {cost!r}, expected 'zncc' or 'sad'")
+    if window < 1 or window % 2 == 0 or pool < 1:
+        raise ValueError(f"plane_sweep_depth: window={window}, pool={pool}; expected an odd window >= 1 "
+                         "and pool >= 1")
+    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
+        raise ValueError(f"plane_sweep_depth: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2")
+    batch, views, _, height, width = imgs.shape
+    if tuple(proj.shape) != (batch, views, 4, 4) or depth_values.dim() != 2 or depth_values.shape[0] != batch:
+        raise ValueError(f"plane_sweep_depth: proj {tuple(proj.shape)}, depth_values {tuple(depth_values.shape)}; "
+                         f"expected ({batch}, {views}, 4, 4) and ({batch}, D)")
+    grey = imgs.mean(dim=2, keepdim=True)  # (B, V, 1, H, W)
+    ref = grey[:, 0]
+    depths = depth_values.shape[1]
+    total = torch.zeros(batch, depths, height, width, dtype=imgs.dtype, device=imgs.device)
+    for view in range(1, views):
+        warped = homography_warp(grey[:, view], proj[:, view], proj[:, 0], depth_values)[:, 0]  # (B, D, H, W)
+        seen = homography_warp(torch.ones_like(grey[:, view]), proj[:, view], proj[:, 0], depth_values)[:, 0]
+        flat_w = warped.reshape(batch * depths, 1, height, width)
+        flat_r = ref.expand(-1, depths, -1, -1).reshape(batch * depths, 1, height, width)
+        if cost == "sad":
+            c = _box_mean((flat_w - flat_r).abs(), window)
+            worst = 1.0
+        else:
+            mu_w, mu_r = _box_mean(flat_w, window), _box_mean(flat_r, window)
+            cov = _box_mean(flat_w * flat_r, window) - mu_w * mu_r
+            var_w = (_box_mean(flat_w ** 2, window) - mu_w ** 2).clamp(min=0)
+            var_r = (_box_mean(flat_r ** 2, window) - mu_r ** 2).clamp(min=0)
+            c = 1 - cov / torch.sqrt(var_w * var_r + 1e-6)
+            worst = 2.0
+        c = c.reshape(batch, depths, height, width)
+        c = torch.where(seen > 0.999, c, torch.full_like(c, worst))  # outside the source image
+        total += c
+    cost_volume = total / (views - 1)
+    if pool > 1:
+        cost_volume = F.avg_pool2d(cost_volume, pool)
+    index = cost_volume.argmin(dim=1, keepdim=True)
+    values = depth_values[:, :, None, None].expand(-1, -1, *cost_volume.shape[-2:])
+    prob = F.softmax(-cost_volume / temperature, dim=1)
+    return {"cost": cost_volume, "depth": torch.gather(values, 1, index),
+            "soft_depth": depth_regression(prob, depth_values)}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: bool = False,
+                    baseline_kwargs=None) -> dict:
+    """Less-one / less-three accuracy and MAE (scene units) over a ``DTUMVS``-like dataset.
+
+    Pooled over the valid pixels of all samples. Keys: ``less_one``, ``less_three``, ``mae`` for the
+    initial depth; ``refined_less_one`` ... when the model refines; ``baseline_...`` for
+    ``plane_sweep_depth`` at the same planes (K scaled to the image, cost pooled to the depth
+    resolution) with ``baseline=True``. ``model=None`` evaluates the baseline alone.
+    """
+    from torch.utils.data import DataLoader
+
+    from depthlib.geometry import scale_projection
+
+    if model is not None:
+        first = next(model.parameters(), None)  # a model without parameters (a stand-in) runs on the CPU
+        device = torch.device(device) if device else first.device if first is not None else torch.device("cpu")
+        was_training = model.training
+        model.eval()
+    else:
+        device = torch.device(device or "cpu")
+    sums = {}
+
+    def add(prefix, pred, gt, valid, interval):
+        err = (pred - gt).abs()[valid]
+        per_pixel_interval = interval.reshape(-1, 1, 1, 1).expand_as(gt)[valid]
+        for key, value in ((f"{prefix}less_one", (err <= per_pixel_interval).sum()),
+                           (f"{prefix}less_three", (err <= 3 * per_pixel_interval).sum()),
+                           (f"{prefix}mae", err.double().sum()), (f"{prefix}n", valid.sum())):
+            sums[key] = sums.get(key, 0.0) + float(value)
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    try:
+        for batch in loader:
+            imgs, proj = batch["imgs"].to(device), batch["proj_matrices"].to(device)
+            depth_values, gt = batch["depth_values"].to(device), batch["depth"].to(device)
+            interval = batch["depth_interval"].to(device)
+            valid = batch["mask"].to(device) & torch.isfinite(gt) & (gt > 0)
+            if model is not None:
+                out = model(imgs, proj, depth_values)
+                add("", out["depth"].float(), gt, valid, interval)
+                if "refined_depth" in out:
+                    add("refined_", out["refined_depth"].float(), gt, valid, interval)
+            if baseline:
+                scale_y, scale_x = imgs.shape[-2] / gt.shape[-2], imgs.shape[-1] / gt.shape[-1]
+                if scale_x != scale_y or scale_x != int(scale_x):
+                    raise ValueError(f"evaluate_mvsnet: images {tuple(imgs.shape[-2:])} and depth maps "
+                                     f"{tuple(gt.shape[-2:])}; the baseline needs one integer scale between them")
+                base = plane_sweep_depth(imgs, scale_projection(proj, scale_x), depth_values, pool=int(scale_x),
+                                         **(baseline_kwargs or {}))
+                add("baseline_", base["depth"], gt, valid, interval)
+    finally:
+        if model is not None and was_training:
+            model.train()
+    result = {}
+    for prefix in ("", "refined_", "baseline_"):
+        n = sums.get(f"{prefix}n")
+        if n:
+            for key in ("less_one", "less_three", "mae"):
+                result[f"{prefix}{key}"] = sums[f"{prefix}{key}"] / n
+    if not result:
+        raise ValueError("evaluate_mvsnet: no valid pixel in the dataset (or nothing to evaluate)")
+    return result
+
+
+def load_mvsnet(path, map_location="cpu") -> MVSNet:
+    """An MVSNet rebuilt from a training checkpoint or exported weights (``refine`` from the file's
+    metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
+    from depthlib.data.download import shipped_file
+    from depthlib.train import load_weights
+
+    weights, metadata = load_weights(shipped_file(path), map_location)
+    if metadata.get("model", "mvsnet") != "mvsnet":
+        raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'mvsnet'")
+    model = MVSNet(refine=metadata.get("refine", True))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    model.metadata = metadata
+    return model.eval()
