@@ -2,7 +2,8 @@
 
 ``render`` writes a synthetic data set in a real on-disk format (chapter 01); ``train``, ``eval``
 and ``export`` train DenseDepth or MVSNet, print their metrics and pack their weights (chapters 05,
-06, 08, 09, 11); ``infer mvsnet`` writes depth and confidence maps of a scan (chapter 10).
+06, 08, 09, 11); ``infer mvsnet`` writes depth and confidence maps of a scan and ``fuse`` turns them
+into a point cloud (chapter 10).
 Under ``torchrun --nproc_per_node N -m depthlib train ...`` training runs with DDP.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -120,12 +122,17 @@ def _train_mvsnet(args) -> int:
     train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
     val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
     model = MVSNet(refine=not args.no_refine)
+    if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
+        from depthlib.models import load_mvsnet
+
+        model.load_state_dict(load_mvsnet(args.init).state_dict())
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
                          lr=args.lr, schedule=args.schedule, amp=args.amp, channels_last=args.channels_last,
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
-                "interval_scale": args.interval_scale, "data": args.data}
+                "interval_scale": args.interval_scale, "data": args.data,
+                "init": Path(args.init).name if args.init else None}
     trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
                       evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
                       metadata=metadata)
@@ -221,6 +228,33 @@ def _infer_mvsnet(args) -> int:
     return 0
 
 
+def _fuse(args) -> int:
+    from depthlib.fusion import fuse_scan, write_ply
+
+    start = time.perf_counter()
+    points, colors, stats = fuse_scan(args.scan, depth_folder=args.depth_folder,
+                                      photometric_threshold=args.photometric_threshold,
+                                      pixel_threshold=args.pixel_threshold, depth_threshold=args.depth_threshold,
+                                      min_views=args.min_views)
+    seconds = time.perf_counter() - start
+    write_ply(args.out, points, colors)
+    print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s; wrote {args.out}")
+    return 0
+
+
+def _add_fuse_command(commands) -> None:
+    fuse = commands.add_parser("fuse", help="fuse the depth maps written by 'infer mvsnet' into a PLY point cloud")
+    fuse.add_argument("--scan", required=True, help="the folder written by 'infer mvsnet' (depth_est/, confidence/, "
+                                                    "cams/, images/, pair.txt)")
+    fuse.add_argument("--out", required=True, help="output point cloud, binary PLY (e.g. cloud.ply)")
+    fuse.add_argument("--depth-folder", default="depth_est", help="depth_est (refined) or depth_init")
+    fuse.add_argument("--photometric-threshold", type=float, default=0.8, help="keep confidence > this")
+    fuse.add_argument("--pixel-threshold", type=float, default=1.0, help="max reprojection error, pixels")
+    fuse.add_argument("--depth-threshold", type=float, default=0.01, help="max relative depth difference")
+    fuse.add_argument("--min-views", type=int, default=3, help="source views a pixel must agree with")
+    fuse.set_defaults(run=_fuse)
+
+
 def _eval_densedepth(args) -> int:
     from depthlib.bench import format_table
     from depthlib.data import NYUDepth
@@ -282,6 +316,7 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--no-progress", action="store_true")
     _add_mvs_arguments(train)
     train.add_argument("--no-refine", action="store_true", help="mvsnet: without the refinement network")
+    train.add_argument("--init", help="mvsnet: start from these weights (fine-tuning; checkpoint or exported file)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
@@ -345,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-lights", type=int, help="dtu: lighting conditions per view")
     render.set_defaults(run=_render)
     _add_train_commands(commands)
+    _add_fuse_command(commands)
     return parser
 
 

@@ -119,6 +119,10 @@ def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
                  "--profile", "cpu"]) == 0  # views and planes come from the checkpoint's metadata
     table = capsys.readouterr().out
     assert "D=8" in table and "| refined" in table and "| plane sweep (ZNCC)" in table
+    # fine-tuning starts from the given weights and records where they came from
+    assert main(["train", "mvsnet", "--data", data, "--out", str(tmp_path / "fine"), "--epochs", "1",
+                 "--batch-size", "2", "--init", str(run / "checkpoint.pt"), "--no-progress", *common]) == 0
+    assert load_mvsnet(tmp_path / "fine" / "checkpoint.pt").metadata["init"] == "checkpoint.pt"
     infer = tmp_path / "infer"
     assert main(["infer", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--scan", "scan2",
                  "--out", str(infer), "--profile", "cpu"]) == 0
