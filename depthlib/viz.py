@@ -95,10 +95,10 @@ def _colorbar(fig, axes, vmin, vmax, cmap, label):
 
 
 def show_depth_panels(image, depths: dict, gt_key: str | None = None, gt=None, error: bool = True,
-                      cmap: str = "turbo", figsize=None, vrange=None):
+                      cmap: str = "turbo", figsize=None, vrange=None, unit: str = "m"):
     """One row: image | each depth map (one shared scale and colour bar) | |depth - gt| per map.
 
-    depths: {title: (H, W) map, metres}. The ground truth is ``depths[gt_key]`` or ``gt`` (shown
+    depths: {title: (H, W) map, in ``unit`` (the colour bars' label: "m", or "mm" for DTU)}. The ground truth is ``depths[gt_key]`` or ``gt`` (shown
     as "ground truth"). Error panels (``error=True``) share their own scale; pixels invalid in
     either map are black. ``image`` may be None. ``vrange=(vmin, vmax)`` fixes the depth scale
     (e.g. one scale for a whole sequence); by default it spans these maps. Returns the Figure.
@@ -133,14 +133,14 @@ def show_depth_panels(image, depths: dict, gt_key: str | None = None, gt=None, e
         ax.imshow(_colorize(depth, _valid(depth), vmin, vmax, cmap))
         ax.set_title(title)
     if maps:
-        _colorbar(fig, depth_axes, vmin, vmax, cmap, "depth (m)")
+        _colorbar(fig, depth_axes, vmin, vmax, cmap, f"depth ({unit})")
     error_axes = axes[len(axes) - len(errors):]
     error_max = max([float(e[v].max()) for e, v in errors.values() if v.any()] + [1e-6])
     for ax, (title, (abs_error, valid)) in zip(error_axes, errors.items()):
         ax.imshow(_colorize(abs_error, valid, 0.0, error_max, "magma"))
         ax.set_title(f"|{title} - gt|")
     if errors:
-        _colorbar(fig, error_axes, 0.0, error_max, "magma", "abs. error (m)")
+        _colorbar(fig, error_axes, 0.0, error_max, "magma", f"abs. error ({unit})")
     for ax in axes:
         ax.set_axis_off()
     return fig

@@ -145,3 +145,11 @@ def test_bad_shapes_raise_value_error_naming_shape_and_expectation():
         show_images([np.ones((4, 5, 2))])
     with pytest.raises(ValueError, match=r"length 1, expected 2"):
         show_images([np.ones((4, 5)), np.ones((4, 5))], titles=["a"])
+
+
+def test_depth_panel_colour_bars_carry_the_unit():
+    depths = {"a": np.full((4, 5), 700.0)}
+    fig = show_depth_panels(None, depths, gt=np.full((4, 5), 650.0), unit="mm")
+    labels = [ax.get_ylabel() or ax.get_xlabel() for ax in fig.axes]
+    assert "depth (mm)" in labels and "abs. error (mm)" in labels
+    plt.close("all")

@@ -258,20 +258,23 @@ def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torc
     grey = imgs.mean(dim=2, keepdim=True)  # (B, V, 1, H, W)
     ref = grey[:, 0]
     depths = depth_values.shape[1]
+    if cost == "zncc":  # the reference window statistics do not depend on the plane: once
+        mu_r = _box_mean(ref, window)
+        var_r = (_box_mean(ref ** 2, window) - mu_r ** 2).clamp(min=0)
+        mu_r, var_r = mu_r.repeat_interleave(depths, 0), var_r.repeat_interleave(depths, 0)
+    flat_r = ref.repeat_interleave(depths, 0)  # (B * D, 1, H, W), sample-major like the warped planes
     total = torch.zeros(batch, depths, height, width, dtype=imgs.dtype, device=imgs.device)
     for view in range(1, views):
         warped = homography_warp(grey[:, view], proj[:, view], proj[:, 0], depth_values)[:, 0]  # (B, D, H, W)
         seen = homography_warp(torch.ones_like(grey[:, view]), proj[:, view], proj[:, 0], depth_values)[:, 0]
         flat_w = warped.reshape(batch * depths, 1, height, width)
-        flat_r = ref.expand(-1, depths, -1, -1).reshape(batch * depths, 1, height, width)
         if cost == "sad":
             c = _box_mean((flat_w - flat_r).abs(), window)
             worst = 1.0
         else:
-            mu_w, mu_r = _box_mean(flat_w, window), _box_mean(flat_r, window)
+            mu_w = _box_mean(flat_w, window)
             cov = _box_mean(flat_w * flat_r, window) - mu_w * mu_r
             var_w = (_box_mean(flat_w ** 2, window) - mu_w ** 2).clamp(min=0)
-            var_r = (_box_mean(flat_r ** 2, window) - mu_r ** 2).clamp(min=0)
             c = 1 - cov / torch.sqrt(var_w * var_r + 1e-6)
             worst = 2.0
         c = c.reshape(batch, depths, height, width)
