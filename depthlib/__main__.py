@@ -79,7 +79,7 @@ def _train_densedepth(args) -> int:
                         flip_tta=False, crop=None, max_depth=args.max_depth)
 
     metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": args.max_depth,
-                "data": args.data}
+                "data": _data_label(args.data)}
     trainer = Trainer(model, train_set, DenseDepthTask(args.max_depth), args.out, config,
                       evaluate=validate if args.val else None, metadata=metadata)
     if trainer.rank == 0:
@@ -101,6 +101,12 @@ def _dtu_data(spec: str, profile, n_scans=None):
     if spec.startswith("dtu:"):
         return spec[4:]
     raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
+
+
+def _data_label(spec: str) -> str:
+    """What a checkpoint records about its data: 'synthetic', or the kind and folder name (no local path)."""
+    kind, _, path = spec.partition(":")
+    return f"{kind}:{Path(path).name}" if path else spec
 
 
 def _mvs_sizes(args, profile, metadata=None):
@@ -131,7 +137,7 @@ def _train_mvsnet(args) -> int:
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
-                "interval_scale": args.interval_scale, "data": args.data,
+                "interval_scale": args.interval_scale, "data": _data_label(args.data),
                 "init": Path(args.init).name if args.init else None}
     trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
                       evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,

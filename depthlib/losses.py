@@ -185,7 +185,8 @@ def _per_sample(value, like: torch.Tensor, name: str) -> torch.Tensor:
 def mvsnet_loss(depth_est: torch.Tensor, depth_gt: torch.Tensor, mask: torch.Tensor, depth_interval) -> torch.Tensor:
     """MVSNet's loss: mean over valid pixels of |depth_gt - depth_est| / depth_interval (Yao et al. 2018).
 
-    depth_est, depth_gt, mask: (B, H, W) or (B, 1, H, W), one shape; metres. depth_interval: a
+    depth_est, depth_gt, mask: (B, H, W) or (B, 1, H, W), one shape; any one depth unit (mm for DTU),
+    the interval in the same unit, so the loss is unit-free. depth_interval: a
     positive number or (B,) tensor of per-sample plane spacings (tensor values are not checked, to
     avoid a device sync). Pooled over the valid pixels of the batch (MVSNet's TF code averages per
     sample and sums over the batch; the same at batch size 1). No valid pixel: 0, zero gradient.

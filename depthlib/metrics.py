@@ -74,7 +74,7 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> dict:
 def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, k: float) -> float:
     """Fraction of valid pixels with |pred - gt| / depth_interval <= k (MVSNet's less-one / less-three).
 
-    pred, gt: (B, ...) metres; mask: bool broadcastable to gt, or None; depth_interval: a positive
+    pred, gt: (B, ...) in one depth unit (mm for DTU), depth_interval in the same; mask: bool broadcastable to gt, or None; depth_interval: a positive
     number or (B,) tensor (per-sample plane spacing, metres); k: e.g. 1 or 3.
     """
     valid = _valid(pred, gt, mask)
@@ -86,7 +86,8 @@ def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, 
 
 
 def mean_absolute_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> float:
-    """Mean |pred - gt| over valid pixels, metres (MVSNet's depth error). Shapes as ``depth_metrics``."""
+    """Mean |pred - gt| over valid pixels, in the depth maps' unit (mm for DTU; MVSNet's depth error).
+    Shapes as ``depth_metrics``."""
     valid = _valid(pred, gt, mask)
     if not valid.any():
         raise ValueError("mean_absolute_error: no valid pixel (mask & finite gt > 0 is empty)")

@@ -115,6 +115,7 @@ def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
     assert "val_refined_less_one" in out
     model = load_mvsnet(run / "checkpoint.pt")
     assert model.metadata["n_depths"] == 8 and model.refine and not model.training
+    assert model.metadata["data"] == "dtu:dtu"  # the folder's name, not a local path
     assert main(["eval", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--baseline",
                  "--profile", "cpu"]) == 0  # views and planes come from the checkpoint's metadata
     table = capsys.readouterr().out
