@@ -1,0 +1,437 @@
+"""Point clouds from depth maps: filtering, fusion, PLY files, accuracy / completeness (chapter 10)."""
+from __future__ import annotations
+
+__all__ = ["photometric_mask", "geometric_mask", "fuse_depth_maps", "fuse_scan", "write_ply", "read_ply",
+           "nearest_distances", "accuracy_completeness", "voxel_downsample", "surface_points"]
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depthlib.geometry import (_check, backproject, camera_to_world, depth_to_points, pixel_grid, project,
+                               world_to_camera)
+
+# Conventions: as depthlib.geometry (OpenCV camera frame, extrinsic world->camera, integer pixel
+# coordinates are pixel centres, z-depth). Depth maps are torch (V, 1, H, W) float in scene units
+# (metres for the renderer, millimetres for DTU), 0 = no depth; K is at the depth-map resolution.
+# Point clouds are NumPy (N, 3) float32 in the same units; colours are (N, 3) uint8 RGB.
+
+
+def photometric_mask(confidence: torch.Tensor, threshold: float = 0.8) -> torch.Tensor:
+    """Pixels whose photometric confidence (MVSNet's probability mass) exceeds ``threshold``.
+
+    confidence: any shape, e.g. (V, 1, H, W) in [0, 1]. Returns a bool tensor of the same shape.
+
+    Example:
+        >>> photometric_mask(torch.tensor([0.5, 0.8, 0.9])).tolist()
+        [False, False, True]
+    """
+    return torch.as_tensor(confidence) > threshold
+
+
+def _sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of depth (S, 1, h, w) at pixels uv (S, 2, H, W); 0 outside or where uv is NaN."""
+    height, width = depth.shape[-2:]
+    scale = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=uv.dtype, device=uv.device).reshape(1, 2, 1, 1)
+    grid = torch.nan_to_num(uv / scale - 1, nan=-10.0)  # align_corners=True: pixel 0 -> -1, W-1 -> +1
+    return F.grid_sample(depth, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
+                         align_corners=True)
+
+
+def geometric_mask(ref_depth, ref_K, ref_E, src_depths, src_Ks, src_Es, pixel_threshold: float = 1.0,
+                   depth_threshold: float = 0.01, min_views: int = 3):
+    """MVSNet's geometric consistency of a reference depth map with S source depth maps.
+
+    Each reference pixel p with depth d goes to the source view, picks up the source depth there
+    (bilinear) and comes back: p' with depth d'. The pair is consistent where |p' - p| < pixel_threshold
+    (pixels) and |d' - d| / d < depth_threshold.
+    Args:
+        ref_depth: (1, 1, H, W); ref_K (1, 3, 3); ref_E (1, 4, 4) world->camera.
+        src_depths: (S, 1, h, w); src_Ks (S, 3, 3); src_Es (S, 4, 4). Depth 0 = none.
+        min_views: sources a pixel must agree with (0 turns the filter off).
+    Returns:
+        mask (1, 1, H, W) bool (valid and consistent with >= min_views sources); fused_depth
+        (1, 1, H, W), the mean of d and the consistent d' (MVSNet's average); consistent (S, 1, H, W) bool.
+    """
+    ref_depth, ref_K, ref_E = (torch.as_tensor(x).float() for x in (ref_depth, ref_K, ref_E))
+    src_depths, src_Ks, src_Es = (torch.as_tensor(x).float() for x in (src_depths, src_Ks, src_Es))
+    _check(ref_depth.dim() == 4 and ref_depth.shape[:2] == (1, 1), "ref_depth", ref_depth, "(1, 1, H, W)")
+    _check(tuple(ref_K.shape) == (1, 3, 3), "ref_K", ref_K, "(1, 3, 3)")
+    _check(tuple(ref_E.shape) == (1, 4, 4), "ref_E", ref_E, "(1, 4, 4)")
+    _check(src_depths.dim() == 4 and src_depths.shape[1] == 1 and src_depths.shape[0] >= 1
+           and min(src_depths.shape[-2:]) >= 2, "src_depths", src_depths, "(S, 1, h, w) with S >= 1, h, w >= 2")
+    n_src = src_depths.shape[0]
+    _check(tuple(src_Ks.shape) == (n_src, 3, 3), "src_Ks", src_Ks, f"({n_src}, 3, 3) like src_depths")
+    _check(tuple(src_Es.shape) == (n_src, 4, 4), "src_Es", src_Es, f"({n_src}, 4, 4) like src_depths")
+    height, width = ref_depth.shape[-2:]
+    # reference pixel -> world -> source camera -> source pixel (u_s, v_s), where the source depth is sampled
+    world = camera_to_world(backproject(ref_depth, ref_K), ref_E).expand(n_src, -1, -1, -1)
+    uv_src, _ = project(world_to_camera(world, src_Es), src_Ks)
+    src_depth = _sample_depth(src_depths, uv_src)                              # (S, 1, H, W)
+    # back: X_s = d_s K_s^-1 [u_s, v_s, 1] -> world -> reference camera -> (p', d')
+    homogeneous = torch.cat([torch.nan_to_num(uv_src), torch.ones_like(src_depth)], 1).reshape(n_src, 3, -1)
+    back = (torch.linalg.inv(src_Ks) @ homogeneous) * src_depth.reshape(n_src, 1, -1)
+    back = world_to_camera(camera_to_world(back, src_Es), ref_E.expand(n_src, -1, -1))
+    uv_back, depth_back = project(back, ref_K.expand(n_src, -1, -1))
+    pixels = pixel_grid(height, width, ref_depth.device)[:2].reshape(2, height, width)  # [u, v] of each pixel
+    pixel_error = torch.linalg.vector_norm(uv_back.reshape(n_src, 2, height, width) - pixels, dim=1, keepdim=True)
+    depth_back = depth_back.reshape(n_src, 1, height, width)
+    relative_error = (depth_back - ref_depth).abs() / ref_depth.clamp(min=1e-12)
+    valid = (ref_depth > 0) & (src_depth > 0)
+    consistent = valid & (pixel_error < pixel_threshold) & (relative_error < depth_threshold)  # NaN compares False
+    count = consistent.sum(0, keepdim=True)
+    fused_depth = (ref_depth + torch.where(consistent, depth_back, 0).sum(0, keepdim=True)) / (count + 1)
+    return (ref_depth > 0) & (count >= min_views), fused_depth, consistent
+
+
+def _pair_list(pairs, n_views: int, min_views: int):
+    """[(ref, [src, ...])] from pair-file entries ([(ref, [(src, score), ...])]) or plain lists; checked."""
+    if pairs is None:
+        pairs = [(ref, [v for v in range(n_views) if v != ref]) for ref in range(n_views)]
+    checked = []
+    for ref, sources in pairs:
+        sources = [int(s[0]) if isinstance(s, (tuple, list)) else int(s) for s in sources]
+        for view in [int(ref), *sources]:
+            if not 0 <= view < n_views:
+                raise ValueError(f"pairs: view {view} (reference {ref}) is out of range, expected 0..{n_views - 1} "
+                                 f"for {n_views} depth maps")
+        if int(ref) in sources:
+            raise ValueError(f"pairs: reference view {ref} lists itself as a source, expected other views")
+        if len(sources) < max(min_views, 1):
+            raise ValueError(f"pairs: reference view {ref} has {len(sources)} source views, expected at least one "
+                             f"and min_views={min_views} (else no pixel could be kept)")
+        checked.append((int(ref), sources))
+    return checked
+
+
+def _checked_images(images, n_views: int, height: int, width: int) -> torch.Tensor:
+    images = torch.as_tensor(images)
+    _check(images.dim() == 4 and images.shape[:2] == (n_views, 3), "images", images,
+           f"({n_views}, 3, H_img, W_img) like depths")
+    if images.shape[-2] % height or images.shape[-1] % width:
+        raise ValueError(f"images have shape {tuple(images.shape)}, expected a whole multiple of the depth maps' "
+                         f"{height}x{width} (MVSNet: 4x)")
+    return images
+
+
+def _colors_at_depth_resolution(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(3, k H, l W) uint8 or float in [0, 1] -> (3, H, W) uint8: the mean of each k x l block
+    (pixel-centre exact: depth pixel u covers image pixels k u .. k u + k - 1)."""
+    scale = 1.0 if image.dtype == torch.uint8 else 255.0
+    pooled = F.avg_pool2d(image[None].float() * scale, (image.shape[-2] // height, image.shape[-1] // width))
+    return pooled[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None, photometric_threshold: float = 0.8,
+                    pixel_threshold: float = 1.0, depth_threshold: float = 0.01, min_views: int = 3):
+    """Filter each reference depth map (photometric, then geometric) and fuse the survivors into one cloud.
+
+    Args:
+        depths: (V, 1, H, W) scene units, 0 = none. confidences: (V, 1, H, W) in [0, 1], or None (no
+            photometric filter). Ks: (V, 3, 3) at depth resolution. extrinsics: (V, 4, 4) world->camera.
+        images: (V, 3, kH, lW) uint8 (or float in [0, 1]) for the colours, or None.
+        pairs: [(ref, [src, ...])] view indices (``read_pair_file`` entries work); None: every view is a
+            reference with all the others as sources. Thresholds: see :func:`geometric_mask`.
+    Returns:
+        (points (N, 3) float32 world, colors (N, 3) uint8 or None, stats) with stats ``photometric``,
+        ``geometric``, ``mask`` (V, 1, H, W) bool, ``fused_depth`` (V, 1, H, W) and ``points_per_view`` (V,).
+    """
+    depths, Ks, extrinsics = (torch.as_tensor(x).float() for x in (depths, Ks, extrinsics))
+    _check(depths.dim() == 4 and depths.shape[1] == 1, "depths", depths, "(V, 1, H, W)")
+    n_views, _, height, width = depths.shape
+    _check(tuple(Ks.shape) == (n_views, 3, 3), "Ks", Ks, f"({n_views}, 3, 3) like depths")
+    _check(tuple(extrinsics.shape) == (n_views, 4, 4), "extrinsics", extrinsics, f"({n_views}, 4, 4) like depths")
+    if confidences is None:
+        confidences = torch.ones_like(depths)
+    confidences = torch.as_tensor(confidences)
+    _check(confidences.shape == depths.shape, "confidences", confidences, f"{tuple(depths.shape)} like depths")
+    images = None if images is None else _checked_images(images, n_views, height, width)
+    stats = {name: torch.zeros_like(depths, dtype=torch.bool) for name in ("photometric", "geometric", "mask")}
+    stats["fused_depth"], stats["points_per_view"] = torch.zeros_like(depths), np.zeros(n_views, np.int64)
+    points, point_colors = [], []
+    for ref, sources in _pair_list(pairs, n_views, min_views):
+        one, src = slice(ref, ref + 1), torch.tensor(sources, dtype=torch.long, device=depths.device)
+        geometric, fused_depth, _ = geometric_mask(depths[one], Ks[one], extrinsics[one], depths[src], Ks[src],
+                                                   extrinsics[src], pixel_threshold, depth_threshold, min_views)
+        photometric = photometric_mask(confidences[one], photometric_threshold) & (depths[one] > 0)
+        keep = (photometric & geometric).reshape(-1)
+        world = depth_to_points(fused_depth, Ks[one], extrinsics[one]).reshape(3, -1)
+        points.append(world[:, keep].T)
+        if images is not None:
+            point_colors.append(_colors_at_depth_resolution(images[ref], height, width).reshape(3, -1)[:, keep].T)
+        stats["photometric"][ref], stats["geometric"][ref] = photometric[0], geometric[0]
+        stats["mask"][ref], stats["fused_depth"][ref] = keep.reshape(1, height, width), fused_depth[0]
+        stats["points_per_view"][ref] = int(keep.sum())
+    points = torch.cat(points).cpu().numpy() if points else np.zeros((0, 3), np.float32)
+    colors = None if images is None else (torch.cat(point_colors).cpu().numpy() if point_colors
+                                          else np.zeros((0, 3), np.uint8))
+    return points, colors, stats
+
+
+def _read_view(folder: Path, depth_folder: str, view: int):
+    from depthlib.data.io import read_cam_file, read_image, read_pfm
+
+    paths = {"depth": folder / depth_folder / f"{view:08d}.pfm",
+             "confidence": folder / "confidence" / f"{view:08d}.pfm", "cam": folder / "cams" / f"{view:08d}_cam.txt"}
+    images = [folder / "images" / f"{view:08d}{suffix}" for suffix in (".png", ".jpg")]
+    for name, path in paths.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; expected one {name} file per view of pair.txt "
+                                    "(the layout written by `python -m depthlib infer mvsnet`)")
+    if not any(path.is_file() for path in images):
+        raise FileNotFoundError(f"{images[0]}: no such file (nor .jpg); expected one image per view of pair.txt")
+    depth, confidence = read_pfm(paths["depth"])[0], read_pfm(paths["confidence"])[0]
+    if depth.ndim != 2 or confidence.shape != depth.shape:
+        raise ValueError(f"{paths['confidence']} is {confidence.shape} but {paths['depth']} is {depth.shape}; "
+                         "expected two (H, W) maps of the same size")
+    cam = read_cam_file(paths["cam"])
+    (cx, cy), (height, width) = cam["intrinsic"][:2, 2], depth.shape
+    if not (-0.5 <= cx <= width - 0.5 and -0.5 <= cy <= height - 0.5):
+        raise ValueError(f"{paths['cam']}: principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} "
+                         f"depth map {paths['depth']}; expected K at the depth-map resolution")
+    image = read_image(next(path for path in images if path.is_file()))
+    return depth, confidence, cam, image
+
+
+def fuse_scan(folder, depth_folder: str = "depth_est", **thresholds):
+    """:func:`fuse_depth_maps` over a folder written by ``python -m depthlib infer mvsnet``.
+
+    Reads ``pair.txt``, ``{depth_folder}/{view:08d}.pfm``, ``confidence/{view:08d}.pfm``,
+    ``cams/{view:08d}_cam.txt`` (K at the depth-map resolution) and ``images/{view:08d}.png|jpg`` for
+    every view that pair.txt names; ``thresholds``: those of :func:`fuse_depth_maps`.
+    Returns (points, colors, stats) as :func:`fuse_depth_maps`, in the files' units; stats["views"]
+    gives the view id of each index.
+    """
+    from depthlib.data.io import read_pair_file
+
+    folder = Path(folder)
+    pair_entries = read_pair_file(folder / "pair.txt")
+    views = sorted({ref for ref, _ in pair_entries} | {src for _, sources in pair_entries for src, _ in sources})
+    index = {view: i for i, view in enumerate(views)}
+    loaded = [_read_view(folder, depth_folder, view) for view in views]
+    for view, (depth, _, _, image) in zip(views, loaded):
+        if depth.shape != loaded[0][0].shape or image.shape != loaded[0][3].shape:
+            raise ValueError(f"{folder}: view {view} has a {depth.shape} depth map and a {image.shape} image, "
+                             f"expected {loaded[0][0].shape} and {loaded[0][3].shape} like view {views[0]}")
+    depths, confidences, cams, images = zip(*loaded)
+    pairs = [(index[ref], [index[src] for src, _ in sources]) for ref, sources in pair_entries]
+    points, colors, stats = fuse_depth_maps(
+        torch.from_numpy(np.stack(depths))[:, None], torch.from_numpy(np.stack(confidences))[:, None],
+        np.stack([cam["intrinsic"] for cam in cams]), np.stack([cam["extrinsic"] for cam in cams]),
+        torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), pairs, **thresholds)
+    stats["views"] = views
+    return points, colors, stats
+
+
+# ----------------------------------------------------------------------------- PLY files
+
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+              "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+
+
+def _point_array(points, name: str = "points", expected=None) -> np.ndarray:
+    points = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
+    ok = points.ndim == 2 and points.shape[1] == 3 if expected is None else points.shape == expected
+    _check(ok, name, points, "(N, 3)" if expected is None else f"{expected} like points")
+    return points
+
+
+def write_ply(path, points, colors=None):
+    """Write a point cloud as binary little-endian PLY (read by MeshLab, CloudCompare, Open3D).
+
+    points: (N, 3) finite, stored as float32 x y z. colors: (N, 3) uint8 (or float in [0, 1]) stored
+    as uchar red green blue, or None. Returns ``path``.
+    """
+    points = _point_array(points)
+    if not np.isfinite(points).all():
+        row = int(np.flatnonzero(~np.isfinite(points).all(1))[0])
+        raise ValueError(f"write_ply({path}): points row {row} is {points[row]}, expected finite coordinates")
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if colors is not None:
+        colors = _point_array(colors, "colors", expected=points.shape)
+        if colors.dtype != np.uint8:
+            colors = np.clip(np.round(colors.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vertices = np.empty(len(points), dtype=fields)
+    vertices["x"], vertices["y"], vertices["z"] = points.T.astype(np.float32)
+    if colors is not None:
+        vertices["red"], vertices["green"], vertices["blue"] = colors.T
+    header = ["ply", "format binary_little_endian 1.0", "comment written by depthlib",
+              f"element vertex {len(points)}"]
+    header += [f"property {'float' if dtype == '<f4' else 'uchar'} {name}" for name, dtype in fields]
+    with open(path, "wb") as handle:
+        handle.write(("\n".join(header + ["end_header"]) + "\n").encode("ascii"))
+        handle.write(vertices.tobytes())
+    return path
+
+
+def _ply_header(path: Path, handle):
+    """(format, [(element, count, [(property, dtype)])]) of a PLY header; the handle ends after it."""
+    if handle.readline().strip() != b"ply":
+        raise ValueError(f"{path}: first line is not 'ply', expected a PLY file")
+    fmt, elements = None, []
+    for number, raw in enumerate(iter(handle.readline, b""), start=2):
+        words = raw.decode("ascii", errors="replace").split()
+        if words[:1] == ["format"] and len(words) == 3:
+            fmt = words[1]
+        elif words[:1] == ["element"] and len(words) == 3:
+            elements.append((words[1], int(words[2]), []))
+        elif words[:1] == ["property"] and elements:
+            if not (words[1] == "list" and len(words) == 5 or len(words) == 3 and words[1] in _PLY_TYPES):
+                raise ValueError(f"{path}:{number}: {raw.strip()!r}, expected 'property <type> <name>' "
+                                 "or 'property list <type> <type> <name>'")
+            elements[-1][2].append((words[-1], _PLY_TYPES.get(words[1])))  # None: a list property
+        elif words == ["end_header"]:
+            break
+        elif words[:1] not in (["comment"], ["obj_info"]):
+            raise ValueError(f"{path}:{number}: unexpected header line {raw.strip()!r}")
+    else:
+        raise ValueError(f"{path}: no 'end_header' line, expected a complete PLY header")
+    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
+        raise ValueError(f"{path}: format {fmt!r}, expected binary_little_endian, binary_big_endian or ascii")
+    return fmt, elements
+
+
+def read_ply(path):
+    """Read the vertices of a PLY point cloud (binary either endianness, or ascii).
+
+    Returns (points (N, 3) float32, colors (N, 3) uint8 or None when the file has no red green blue).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        fmt, elements = _ply_header(path, handle)
+        names = [name for name, _, _ in elements]
+        if "vertex" not in names or any(count for _, count, _ in elements[:names.index("vertex")]):
+            raise ValueError(f"{path}: elements {names}, expected a 'vertex' element first")
+        _, count, properties = elements[names.index("vertex")]
+        if any(code is None for _, code in properties):
+            raise ValueError(f"{path}: the vertex element has a list property, expected scalar properties only")
+        order = ">" if fmt == "binary_big_endian" else "<"
+        dtype = np.dtype([(name, order + code) for name, code in properties])
+        if fmt == "ascii":
+            rows = [handle.readline().split() for _ in range(count)]
+            if any(len(row) < len(properties) for row in rows):
+                raise ValueError(f"{path}: an ascii vertex line has fewer than {len(properties)} values")
+            table = np.array([tuple(row[:len(properties)]) for row in rows], dtype=[(n, "U32") for n, _ in properties])
+            vertices = table.astype(dtype) if count else np.empty(0, dtype)
+        else:
+            vertices = np.frombuffer(handle.read(count * dtype.itemsize), dtype=dtype)
+            if len(vertices) != count:
+                raise ValueError(f"{path}: {len(vertices)} vertices of {dtype.itemsize} bytes, expected {count}")
+    missing = [axis for axis in "xyz" if axis not in dtype.names]
+    if missing:
+        raise ValueError(f"{path}: vertex properties {list(dtype.names)}, expected x, y and z")
+    points = np.stack([vertices[axis] for axis in "xyz"], 1).astype(np.float32)
+    if not all(channel in dtype.names for channel in ("red", "green", "blue")):
+        return points, None
+    return points, np.stack([vertices[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def nearest_distances(query, reference, method: str = "auto", block: int = 2048) -> np.ndarray:
+    """Distance from each query point to its nearest reference point (exact), float64 (N,).
+
+    query: (N, 3); reference: (M, 3), M >= 1. ``method``: "kdtree" (scipy's cKDTree, O(N log M), one
+    thread per torch thread), "cdist" (blocks of torch.cdist in float64, O(N M): small clouds only),
+    or "auto" (kdtree when scipy is installed).
+    """
+    query, reference = _point_array(query, "query").astype(np.float64), _point_array(reference, "reference")
+    reference = reference.astype(np.float64)
+    if len(reference) == 0:
+        raise ValueError("reference has shape (0, 3), expected at least one point")
+    if method == "auto":
+        try:
+            import scipy.spatial  # noqa: F401
+            method = "kdtree"
+        except ImportError:
+            method = "cdist"
+            if len(query) * len(reference) > 1e10:
+                warnings.warn(f"scipy is not installed, so nearest_distances compares all {len(query)} x "
+                              f"{len(reference)} pairs (slow); `pip install scipy` for a KD-tree", stacklevel=2)
+    if method == "kdtree":
+        from scipy.spatial import cKDTree
+
+        return cKDTree(reference).query(query, workers=torch.get_num_threads())[0]
+    if method != "cdist":
+        raise ValueError(f"method {method!r}, expected 'auto', 'kdtree' or 'cdist'")
+    centre = reference.mean(0)  # centred float64 coordinates keep the |a|^2 - 2ab + |b|^2 expansion exact enough
+    query, reference = torch.from_numpy(query - centre), torch.from_numpy(reference - centre)
+    nearest = torch.full((len(query),), float("inf"), dtype=torch.float64)
+    for start in range(0, len(query), block):
+        rows = slice(start, start + block)
+        for ref_start in range(0, len(reference), block):
+            distance = torch.cdist(query[rows], reference[ref_start:ref_start + block]).amin(1)
+            nearest[rows] = torch.minimum(nearest[rows], distance)
+    return nearest.numpy()
+
+
+def accuracy_completeness(pred_points, gt_points, max_dist=None, method: str = "auto") -> dict:
+    """The DTU point-cloud metrics: accuracy = mean distance pred -> nearest gt point, completeness =
+    mean distance gt -> nearest pred point, overall = their mean (scene units; lower is better).
+
+    pred_points: (N, 3); gt_points: (M, 3). ``max_dist``: distances above it are dropped before the
+    means, as the DTU protocol does (20 mm there); ``accuracy_kept`` / ``completeness_kept`` give the
+    fraction kept (a mean over nothing is NaN). ``method``: see :func:`nearest_distances`.
+
+    Example:
+        >>> accuracy_completeness(np.zeros((1, 3)), np.array([[0.0, 0, 0], [0, 0, 2]]))["completeness"]
+        1.0
+    """
+    pred_points, gt_points = _point_array(pred_points, "pred_points"), _point_array(gt_points, "gt_points")
+    for name, cloud in (("pred_points", pred_points), ("gt_points", gt_points)):
+        if len(cloud) == 0:
+            raise ValueError(f"{name} has shape (0, 3), expected at least one point")
+    result = {}
+    for key, distance in (("accuracy", nearest_distances(pred_points, gt_points, method)),
+                          ("completeness", nearest_distances(gt_points, pred_points, method))):
+        kept = distance if max_dist is None else distance[distance <= max_dist]
+        result[key] = float(kept.mean()) if len(kept) else float("nan")
+        result[f"{key}_kept"] = len(kept) / len(distance)
+    result["overall"] = (result["accuracy"] + result["completeness"]) / 2
+    return result
+
+
+def voxel_downsample(points, voxel_size: float, colors=None):
+    """Keep the first point (in input order) of every occupied cube of side ``voxel_size``.
+
+    Gives an even density without moving points off the surface. points: (N, 3); colors: (N, 3) or
+    None. Returns (points, colors) NumPy subsets in input order.
+    """
+    points = _point_array(points)
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size is {voxel_size}, expected a positive number")
+    _, first = np.unique(np.floor(points / voxel_size).astype(np.int64), axis=0, return_index=True)
+    first = np.sort(first)
+    return points[first], None if colors is None else _point_array(colors, "colors", points.shape)[first]
+
+
+def surface_points(scene, K, extrinsics, height: int, width: int, upsample: int = 1, spacing=None,
+                   units_per_metre: float = 1.0) -> np.ndarray:
+    """Ground-truth surface samples of a rendered scene: the exact ray-cast hits of every pixel of every camera.
+
+    The renderer's own hit points (analytic ray-primitive intersections, float32), so they lie on the
+    true surface and cover exactly what the cameras see (like DTU's structured-light reference scans).
+    scene: a ``Scene`` (e.g. ``object_scene(seed)``); K: (3, 3) or (V, 3, 3) at height x width;
+    extrinsics: (V, 4, 4) world->camera, metres. ``upsample``: cast upsample^2 rays per pixel;
+    ``spacing``: then :func:`voxel_downsample` to that spacing (output units). Returns (N, 3) float32
+    in metres x ``units_per_metre`` (1000 matches a DTU-like set written in millimetres).
+    """
+    from depthlib.data.raycast import Camera, trace
+
+    extrinsics = np.asarray(extrinsics, np.float64)
+    _check(extrinsics.ndim == 3 and extrinsics.shape[1:] == (4, 4), "extrinsics", extrinsics, "(V, 4, 4)")
+    K = np.broadcast_to(np.asarray(K, np.float64), (len(extrinsics), 3, 3)) if np.ndim(K) == 2 else np.asarray(K)
+    _check(K.shape == (len(extrinsics), 3, 3), "K", K, f"(3, 3) or ({len(extrinsics)}, 3, 3)")
+    hits = []
+    for intrinsic, extrinsic in zip(K, extrinsics):
+        hit = trace(scene, Camera(intrinsic, extrinsic, height, width).resized(height * upsample, width * upsample))
+        hits.append(hit.points[hit.object_id.reshape(-1) >= 0])
+    points = (np.concatenate(hits) * units_per_metre).astype(np.float32)
+    return points if spacing is None else voxel_downsample(points, spacing)[0]
