@@ -70,7 +70,8 @@ def _train_densedepth(args) -> int:
     pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
     model = DenseDepth(encoder, pretrained=pretrained)
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
-                         lr=args.lr, schedule=args.schedule, amp=args.amp, channels_last=args.channels_last,
+                         lr=1e-4 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
+                         channels_last=args.channels_last,
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
 
@@ -133,7 +134,8 @@ def _train_mvsnet(args) -> int:
 
         model.load_state_dict(load_mvsnet(args.init).state_dict())
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
-                         lr=args.lr, schedule=args.schedule, amp=args.amp, channels_last=args.channels_last,
+                         lr=1e-3 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
+                         channels_last=args.channels_last,
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
@@ -303,7 +305,8 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--lr", type=float,
+                       help="learning rate (default: 1e-4 for densedepth, as the paper; 1e-3 for mvsnet, as the paper)")
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     train.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
                        help="default: the profile's (small for cpu, densenet169 for gpu)")

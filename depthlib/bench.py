@@ -1,6 +1,8 @@
 """Benchmarks that print tables (speed targets live here, never in unit tests).
 
-Usage: ``python -m depthlib.bench render [--frames N]`` (the renderer's frames/s),
+Usage: ``python -m depthlib.bench`` (one table for both models on the device at hand: step time,
+throughput and peak memory, fp32 eager vs the fast path), ``python -m depthlib.bench render [--frames N]``
+(the renderer's frames/s),
 ``python -m depthlib.bench densedepth [--compile]`` (training step time, images/s and peak memory,
 fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]) and
 ``python -m depthlib.bench mvsnet`` (training and inference step time and peak memory, fp32 vs AMP).
@@ -18,7 +20,7 @@ import sys
 import time
 
 __all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "bench_mvsnet", "mvsnet_step_stats",
-           "format_table", "main"]
+           "bench_models", "device_label", "format_table", "main"]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -195,6 +197,30 @@ def bench_mvsnet(steps=5) -> list[dict]:
     return rows
 
 
+def bench_models(compile=False, steps=5, encoders=None) -> list[dict]:
+    """One table for both models: DenseDepth training and MVSNet training / inference, fp32 eager vs
+    the fast path (AMP + channels_last for DenseDepth, AMP for MVSNet; on CPU, where AMP is off,
+    DenseDepth's fast path is channels_last alone and MVSNet has fp32 rows only). Columns: model,
+    input, mode, step (s), samples/s, speed-up over fp32, peak MiB."""
+    rows = []
+    for row in bench_densedepth(compile=compile, encoders=encoders, steps=steps):
+        row = dict(row, mode=f"train {row['mode']}")
+        row["samples/s"] = row.pop("images/s")
+        rows.append({k: row[k] for k in ("model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB")})
+    return rows + bench_mvsnet(steps=steps)
+
+
+def device_label() -> str:
+    """The device the benchmarks run on, e.g. ``NVIDIA H100 80GB HBM3, torch 2.14.1`` or ``CPU x86_64, 2 cores``."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+    else:
+        name = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{name}, torch {torch.__version__}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m depthlib.bench", description=__doc__.splitlines()[0])
     if argv is None:
@@ -205,14 +231,16 @@ def main(argv=None) -> None:
     if argv[:1] == ["_mvsnet_one"]:
         print(json.dumps(mvsnet_step_stats(**json.loads(argv[1]))))
         return
-    parser.add_argument("what", choices=["render", "densedepth", "mvsnet"], help="what to benchmark")
+    parser.add_argument("what", nargs="?", default="models", choices=["models", "render", "densedepth", "mvsnet"],
+                        help="what to benchmark (default: both models in one table)")
     parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
-    parser.add_argument("--compile", action="store_true", help="densedepth: also time torch.compile")
-    parser.add_argument("--steps", type=int, default=5, help="densedepth, mvsnet: timed steps per setting")
+    parser.add_argument("--compile", action="store_true", help="densedepth, models: also time torch.compile")
+    parser.add_argument("--steps", type=int, default=5, help="models, densedepth, mvsnet: timed steps per setting")
     args = parser.parse_args(argv)
-    print(f"# depthlib.bench {args.what}: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    if args.what == "render":
+    print(f"# depthlib.bench {args.what}: {device_label()}, {time.strftime('%Y-%m-%d')}")
+    if args.what == "models":
+        print(format_table(bench_models(args.compile, steps=args.steps)))
+    elif args.what == "render":
         print(format_table(bench_render(args.frames)))
     elif args.what == "densedepth":
         print(format_table(bench_densedepth(args.compile, steps=args.steps)))

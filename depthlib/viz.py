@@ -187,7 +187,7 @@ def plot_point_cloud(points, colors=None, ax=None, max_points: int = 20000, seed
                      elev: float = 20.0, azim: float = -60.0, s: float = 1.0):
     """3D scatter of a point cloud with equal aspect; returns the Axes3D.
 
-    points: (N, 3) metres (NumPy or torch); non-finite points are dropped. colors: (N, 3) float in
+    points: (N, 3) in any one unit (NumPy or torch); non-finite points are dropped. colors: (N, 3) float in
     [0, 1] or uint8, or None (coloured by z). At most ``max_points`` points are drawn, a random
     subset chosen with ``seed``.
     """

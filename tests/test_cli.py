@@ -168,3 +168,23 @@ def test_mvsnet_benchmark_times_training_and_inference():
         stats = mvsnet_step_stats(64, 64, depths=8, batch=1, train=train, steps=1, warmup=1)
         assert stats["seconds"] > 0 and stats["samples/s"] == pytest.approx(1 / stats["seconds"])
         assert stats["peak MiB"] > 0 and stats["amp"] == "None"
+
+
+def test_one_benchmark_table_covers_both_models_fp32_and_fast_path():
+    from depthlib.bench import bench_models, format_table
+
+    import torch
+
+    rows = bench_models(steps=1, encoders=["small"])
+    if torch.cuda.is_available():
+        expected = [("DenseDepth-small", "train fp32 eager"), ("DenseDepth-small", "train AMP + channels_last"),
+                    ("MVSNet", "train fp32"), ("MVSNet", "train AMP"), ("MVSNet", "infer fp32"), ("MVSNet", "infer AMP")]
+    else:  # AMP is off on the CPU: channels_last is DenseDepth's whole fast path, MVSNet has fp32 rows only
+        expected = [("DenseDepth-small", "train fp32 eager"), ("DenseDepth-small", "train channels_last"),
+                    ("MVSNet", "train fp32"), ("MVSNet", "infer fp32")]
+    assert [(r["model"], r["mode"]) for r in rows] == expected
+    for row in rows:
+        assert set(row) == {"model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB"}
+        assert float(row["step (s)"]) > 0 and float(row["samples/s"]) > 0 and float(row["peak MiB"]) > 0
+    assert rows[0]["speed-up"] == "1.00x" and rows[2]["speed-up"] == "1.00x"  # each model's fp32 is the base
+    assert len(format_table(rows).splitlines()) == 2 + len(rows)
