@@ -69,6 +69,14 @@ def _train_densedepth(args) -> int:
     encoder = args.encoder or profile.densedepth_encoder
     pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
     model = DenseDepth(encoder, pretrained=pretrained)
+    if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
+        from depthlib.models import load_densedepth
+
+        init = load_densedepth(args.init)
+        if init.metadata.get("encoder") != encoder:
+            raise ValueError(f"--init {args.init} holds a {init.metadata.get('encoder')!r} encoder, "
+                             f"but this run trains {encoder!r} (set --encoder to match)")
+        model.load_state_dict(init.state_dict())
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
                          lr=1e-4 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
                          channels_last=args.channels_last,
@@ -80,7 +88,7 @@ def _train_densedepth(args) -> int:
                         flip_tta=False, crop=None, max_depth=args.max_depth)
 
     metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": args.max_depth,
-                "data": _data_label(args.data)}
+                "data": _data_label(args.data), "init": Path(args.init).name if args.init else None}
     trainer = Trainer(model, train_set, DenseDepthTask(args.max_depth), args.out, config,
                       evaluate=validate if args.val else None, metadata=metadata)
     if trainer.rank == 0:
@@ -325,7 +333,7 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--no-progress", action="store_true")
     _add_mvs_arguments(train)
     train.add_argument("--no-refine", action="store_true", help="mvsnet: without the refinement network")
-    train.add_argument("--init", help="mvsnet: start from these weights (fine-tuning; checkpoint or exported file)")
+    train.add_argument("--init", help="start from these weights (fine-tuning; a checkpoint or exported file of the same model)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")

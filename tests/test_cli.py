@@ -67,6 +67,18 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
                  "--encoder", "small", "--resume", "--no-progress", *common]) == 0
     from depthlib.train import read_log
     assert [r["step"] for r in read_log(run) if "train_total" in r] == [2]
+    # fine-tuning starts from the given weights (same encoder) and records where they came from
+    with pytest.raises(ValueError, match="holds a 'small' encoder"):
+        main(["train", "densedepth", "--out", str(tmp_path / "bad"), "--epochs", "1", "--n-train", "8",
+              "--encoder", "densenet121", "--init", str(tmp_path / "w.pt"), "--no-progress", *common])
+    fine = tmp_path / "fine"
+    assert main(["train", "densedepth", "--out", str(fine), "--epochs", "1", "--n-train", "8", "--batch-size", "4",
+                 "--encoder", "small", "--init", str(tmp_path / "w.pt"), "--lr", "0", "--no-progress", *common]) == 0
+    tuned = load_densedepth(fine / "checkpoint.pt")
+    assert tuned.metadata["init"] == "w.pt"
+    for key, value in tuned.state_dict().items():  # lr 0: the weights are the initial ones
+        if value.is_floating_point() and "running" not in key:
+            torch.testing.assert_close(value, model.state_dict()[key], rtol=0, atol=0)
 
 
 def test_densedepth_benchmark_times_the_trainers_step():
