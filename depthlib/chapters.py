@@ -1,0 +1,414 @@
+"""Chapters as programs: the key numbers a chapter records, and running chapters headless (chapter 11).
+
+A chapter calls ``record("delta1", metrics["delta1"])`` next to the numbers it wants reported. In
+the book or in Jupyter this only remembers the value; under the chapter runner
+(``python -m depthlib.chapters run``), which sets ``DEPTHLIB_RECORD_FILE`` for the kernel, every
+record is also appended to that file as one JSON line, and the runner gathers them into a summary.
+
+Usage: ``python -m depthlib.chapters run [--lang en|zh|both] [--profile cpu|gpu|auto] [--out DIR]
+[--book DIR] [--timeout S] [-p NAME VALUE ...] [CHAPTER ...]`` executes chapters with papermill (a
+failing chapter is reported with its cell, and the run goes on) and writes ``DIR/<lang>/NN_name.ipynb``,
+``DIR/summary.json`` and ``DIR/summary.md``; ``python -m depthlib.chapters list`` lists the chapters.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["RECORD_ENV", "record", "recorded", "list_chapters", "resolve_chapters", "run_chapter",
+           "run_chapters", "summary_markdown", "write_summary", "main"]
+
+RECORD_ENV = "DEPTHLIB_RECORD_FILE"
+_records: dict[str, dict] = {}
+
+
+def _as_number(name, value):
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # 0-d tensor / NumPy scalar
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"record({name!r}): expected a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"record({name!r}): expected a finite number, got {value}")
+    return value
+
+
+def record(name: str, value, unit: str | None = None):
+    """Record one key number of the running chapter, e.g. ``record("less_one", 0.95)``.
+
+    Args:
+        name: a short identifier (letters, digits, ``_ . -``), unique within the chapter.
+        value: a finite real number (Python, NumPy or a 0-d tensor).
+        unit: optional unit for the summary table, e.g. ``"mm"`` or ``"s"``.
+    Returns:
+        ``value`` as a float, so a cell can record and print in one line.
+    """
+    if not name or not all(ch.isalnum() or ch in "_.-" for ch in name):
+        raise ValueError(f"record: name must be letters, digits, '_', '.', '-', got {name!r}")
+    value = _as_number(name, value)
+    entry = {"name": name, "value": value, "unit": unit}
+    _records[name] = entry
+    path = os.environ.get(RECORD_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+    return value
+
+
+def recorded() -> dict[str, float]:
+    """The numbers recorded so far in this process, ``{name: value}``."""
+    return {name: entry["value"] for name, entry in _records.items()}
+
+
+# --- the runner -----------------------------------------------------------------------------------
+
+LANGS = ("en", "zh")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ENGINE = "depthlib-nbclient"
+_engine_registered = False
+
+
+def _papermill():
+    """papermill, with the ``depthlib-nbclient`` engine registered; a clear error when missing."""
+    global _engine_registered
+    try:
+        import papermill
+        from papermill import engines
+        from papermill.clientwrap import PapermillNotebookClient
+    except ImportError as error:  # papermill is in the book / test extras, not a core dependency
+        raise ImportError('running chapters needs papermill: pip install "depthlib[book]"') from error
+    if _engine_registered:
+        return papermill
+
+    class Client(PapermillNotebookClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.widget_registry = {}  # no mimic of ipywidgets.Output (see Engine)
+
+    class Engine(engines.NBClientEngine):
+        """papermill's nbclient engine, less nbclient's mimic of the ipywidgets Output widget.
+
+        The mimic answers each output with a comm message on the shell channel, where nbclient
+        waits for the cell's reply; in chapter 01 that reply was then often noticed only when the
+        cell timeout ran out (a 0.3 s widget cell took the full 600 s; cf. jupyter/nbclient#312).
+        Headless runs lose only the outputs recorded inside Output widgets.
+        """
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, **kwargs):
+            kwargs = engines.remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            return Client(nb_man, kernel_name=kernel_name, timeout=execution_timeout, startup_timeout=start_timeout,
+                          log=engines.logger, **kwargs).execute()
+
+    engines.papermill_engines.register(_ENGINE, Engine)
+    _engine_registered = True
+    return papermill
+
+
+def _chapter_dir(book, lang: str) -> Path:
+    if lang not in LANGS:
+        raise ValueError(f"unknown edition {lang!r}, expected one of {LANGS} (or 'both' for run_chapters)")
+    folder = Path(book) / "chapters" / lang
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {folder}: expected the book's root, the folder holding "
+                                f"chapters/{lang}/NN_name.ipynb")
+    return folder
+
+
+def list_chapters(book=".", lang: str = "en") -> list[Path]:
+    """The chapter notebooks of one edition, in order.
+
+    Args:
+        book: the book's root folder (holding ``chapters/en`` and ``chapters/zh``).
+        lang: "en" or "zh".
+    Returns:
+        paths of ``chapters/<lang>/NN_*.ipynb`` sorted by name.
+    """
+    return sorted(p for p in _chapter_dir(book, lang).glob("*.ipynb") if p.name[:2].isdigit())
+
+
+def resolve_chapters(chapters=None, book=".", lang: str = "en") -> list[tuple[str, Path]]:
+    """Turn chapter names into ``(lang, notebook path)`` pairs.
+
+    Args:
+        chapters: None (every chapter) or names, each a number ("05"), a stem ("05_training") or
+            a path to a notebook; a path runs as given, labelled with its folder's name when
+            that is "en" or "zh".
+        book: the book's root folder.
+        lang: "en", "zh" or "both" (every named chapter in both editions).
+    Returns:
+        a list of ``(lang, path)``, editions in the order en, zh.
+    """
+    langs = LANGS if lang == "both" else (lang,)
+    pairs = []
+    for edition in langs:
+        known = list_chapters(book, edition)
+        if not chapters:
+            pairs += [(edition, path) for path in known]
+            continue
+        for name in chapters:
+            name = str(name)
+            if name.endswith(".ipynb") or os.sep in name or "/" in name:
+                path = Path(name)
+                if not path.is_file():
+                    raise FileNotFoundError(f"chapter notebook {path} does not exist")
+                label = path.parent.name if path.parent.name in LANGS else edition
+                if (label, path) not in pairs:
+                    pairs.append((label, path))
+                continue
+            number = name.zfill(2) if name.isdigit() else None
+            found = [p for p in known if p.stem == name or (number and p.stem.split("_")[0] == number)]
+            if len(found) != 1:
+                stems = ", ".join(p.stem for p in known)
+                raise ValueError(f"unknown chapter {name!r} in chapters/{edition}: expected a number, "
+                                 f"a stem or a notebook path; chapters are {stems}")
+            pairs.append((edition, found[0]))
+    return pairs
+
+
+def _read_records(path: Path) -> dict[str, dict]:
+    """Records a kernel appended to ``path`` (JSON lines), the last value of each name."""
+    records = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a kernel killed mid-write leaves a partial line
+                continue
+            records[entry["name"]] = {"value": entry["value"], "unit": entry.get("unit")}
+    return records
+
+
+def _first_line(text, limit=300) -> str:
+    text = _ANSI.sub("", str(text)).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _failing_cell(executed: Path) -> dict:
+    """Where an executed notebook stopped: index in the source notebook, In [N], failing line."""
+    import nbformat
+
+    if not executed.is_file():
+        return {}
+    added = ("injected-parameters", "papermill-error-cell-tag")  # cells papermill inserts
+    index, last_started = -1, {}
+    for cell in nbformat.read(executed, as_version=4).cells:
+        if any(tag in cell.get("metadata", {}).get("tags", []) for tag in added):
+            continue
+        index += 1
+        state = cell.get("metadata", {}).get("papermill", {})
+        found = {"cell": index, "execution_count": cell.get("execution_count")}
+        last_started = found if state.get("start_time") else last_started
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors or state.get("exception") or state.get("status") == "running":
+            lines = [_ANSI.sub("", line) for out in errors for entry in out.get("traceback", [])
+                     for line in entry.splitlines()]
+            arrows = [line.strip() for line in lines if line.lstrip().startswith("---->")]
+            if arrows:  # IPython marks the failing line of each frame with ---->; the first is the cell's
+                found["line"] = _first_line(arrows[0].split(None, 2)[-1])
+            return found
+    return last_started  # a dead kernel leaves no mark: the last cell that started
+
+
+def _describe_failure(error: BaseException, executed: Path) -> dict:
+    """The failing chapter's cell, exception name and message, for the summary."""
+    failure = _failing_cell(executed)
+    ename = getattr(error, "ename", None) or type(error).__name__
+    evalue = getattr(error, "evalue", None)
+    failure.update(ename=ename, message=_first_line(evalue if evalue is not None else error))
+    if failure.get("execution_count") is None and getattr(error, "exec_count", None) is not None:
+        failure["execution_count"] = error.exec_count
+    return failure
+
+
+def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True) -> dict:
+    """Execute one chapter with papermill and collect the numbers it records.
+
+    Args:
+        notebook: the chapter notebook; it runs in its own folder.
+        executed: where to write the executed notebook (also written when the chapter fails).
+        parameters: papermill parameters, e.g. ``{"profile": "cpu"}``.
+        timeout: seconds allowed per cell.
+        progress: show papermill's cell progress bar.
+    Returns:
+        ``{"status": "ok" | "failed", "seconds", "records": {name: {"value", "unit"}}, "error"}``;
+        ``error`` (None when ok) holds ``cell`` (index in the notebook), ``execution_count``,
+        ``ename``, ``message`` and, when the traceback shows it, the failing ``line``.
+    """
+    papermill = _papermill()
+    notebook, executed = Path(notebook), Path(executed)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get(RECORD_ENV)
+    error = None
+    with tempfile.TemporaryDirectory(prefix="depthlib-records-") as folder:
+        record_file = Path(folder) / "records.jsonl"
+        os.environ[RECORD_ENV] = str(record_file)  # the kernel inherits the environment
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
+                                       kernel_name="python3", cwd=str(notebook.resolve().parent),
+                                       execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE)
+        except Exception as caught:  # a cell's error, a timeout, a dead kernel: reported, and on we go
+            error = _describe_failure(caught, executed)
+        finally:
+            seconds = time.perf_counter() - start
+            if previous is None:
+                os.environ.pop(RECORD_ENV, None)
+            else:
+                os.environ[RECORD_ENV] = previous
+        records = _read_records(record_file)
+    return {"status": "failed" if error else "ok", "seconds": round(seconds, 1), "records": records,
+            "error": error}
+
+
+def _format_value(value: float) -> str:
+    if value.is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _cell_text(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(summary: dict) -> str:
+    """The run summary as Markdown: a heading line and one table row per chapter.
+
+    Args:
+        summary: the dict ``run_chapters`` returns.
+    Returns:
+        Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error).
+    """
+    chapters = summary["chapters"]
+    failed = sum(c["status"] != "ok" for c in chapters)
+    lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed, "
+             f"{summary['seconds']:.0f} s", "",
+             "| chapter | status | time (s) | key numbers |", "|---|---|---:|---|"]
+    for c in chapters:
+        numbers = "; ".join(f"{name} {_format_value(r['value'])}" + (f" {r['unit']}" if r["unit"] else "")
+                            for name, r in c["records"].items())
+        if c["error"]:
+            e = c["error"]
+            where = f"cell {e.get('cell', '?')} (In [{e.get('execution_count') or ' '}])"
+            line = f" at `{e['line']}`" if e.get("line") else ""
+            numbers = f"**{where}: {e['ename']}: {e['message']}**{line}" + (f"; {numbers}" if numbers else "")
+        lines.append(f"| {c['lang']}/{c['chapter']} | {c['status']} | {c['seconds']:.1f} | {_cell_text(numbers)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", book=".", timeout=600,
+                 parameters=None, progress=True) -> dict:
+    """Execute chapters headless and write the executed notebooks and a summary of their key numbers.
+
+    A failing chapter (an error in a cell, a cell over ``timeout``, a dead kernel) is reported with
+    its failing cell and the run goes on with the next one.
+
+    Args:
+        chapters: None (every chapter of the edition) or names: "05", "05_training" or a path.
+        lang: "en", "zh" or "both".
+        profile: "cpu", "gpu" or "auto", passed to each chapter's ``profile`` parameter.
+        out: output folder: ``out/<lang>/<stem>.ipynb``, ``out/summary.json``, ``out/summary.md``.
+        book: the book's root folder.
+        timeout: seconds allowed per cell.
+        parameters: more papermill parameters (override ``profile`` too), e.g. ``{"seed": 1}``.
+        progress: show papermill's cell progress bar (the start / end line of a chapter always prints).
+    Returns:
+        ``{"profile", "lang", "started", "seconds", "failed", "chapters": [{"lang", "chapter",
+        "notebook", "status", "seconds", "records", "error"}, ...]}``, as written to summary.json.
+    """
+    if profile not in ("cpu", "gpu", "auto"):
+        raise ValueError(f"unknown profile {profile!r}, expected 'cpu', 'gpu' or 'auto'")
+    if lang not in (*LANGS, "both"):
+        raise ValueError(f"unknown edition {lang!r}, expected 'en', 'zh' or 'both'")
+    todo = resolve_chapters(chapters, book, lang)
+    _papermill()  # fail before the first chapter when papermill is missing
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"profile": profile, "lang": lang, "started": datetime.now().isoformat(timespec="seconds"),
+               "seconds": 0.0, "failed": 0, "chapters": []}
+    start = time.perf_counter()
+    for k, (edition, notebook) in enumerate(todo, 1):
+        print(f"[{k}/{len(todo)}] {edition}/{notebook.stem}: running", flush=True)
+        executed = out / edition / notebook.name
+        result = run_chapter(notebook, executed, {"profile": profile, **(parameters or {})}, timeout, progress)
+        summary["chapters"].append({"lang": edition, "chapter": notebook.stem,
+                                    "notebook": f"{edition}/{notebook.name}", **result})
+        summary["failed"] += result["status"] != "ok"
+        summary["seconds"] = round(time.perf_counter() - start, 1)
+        note = f" in cell {result['error'].get('cell', '?')}: {result['error']['ename']}" if result["error"] else ""
+        print(f"[{k}/{len(todo)}] {edition}/{notebook.stem}: {result['status']}{note} "
+              f"({result['seconds']:.1f} s)", flush=True)
+        write_summary(summary, out)  # after every chapter: a stopped run keeps what it did
+    return summary
+
+
+def write_summary(summary: dict, out) -> tuple[Path, Path]:
+    """Write ``out/summary.json`` and ``out/summary.md``; returns their paths."""
+    out = Path(out)
+    json_path, md_path = out / "summary.json", out / "summary.md"
+    json_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(summary_markdown(summary), encoding="utf-8")
+    return json_path, md_path
+
+
+def _parameter_value(text: str):
+    """A ``-p NAME VALUE`` value as papermill's CLI reads it: bool, None, int, float or str."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def main(argv=None) -> int:
+    """``python -m depthlib.chapters run|list ...``; returns the exit status (1: a chapter failed)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m depthlib.chapters",
+                                     description="Run the book's chapters headless with papermill.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute chapters; write executed notebooks and a summary")
+    run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="05, 05_training or a path (default: all)")
+    run.add_argument("--lang", choices=[*LANGS, "both"], default="en")
+    run.add_argument("--profile", choices=["cpu", "gpu", "auto"], default="cpu")
+    run.add_argument("--out", default="runs/chapters", help="output folder (default: runs/chapters)")
+    run.add_argument("--book", default=".", help="the book's root folder (default: .)")
+    run.add_argument("--timeout", type=float, default=600, help="seconds per cell (default: 600)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a papermill parameter, e.g. -p seed 3 (repeatable)")
+    run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    listing = commands.add_parser("list", help="list the chapters of an edition")
+    listing.add_argument("--lang", choices=[*LANGS, "both"], default="en")
+    listing.add_argument("--book", default=".")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "list":
+            for edition, path in resolve_chapters(None, args.book, args.lang):
+                print(f"{edition}  {path.stem}")
+            return 0
+        parameters = {name: _parameter_value(value) for name, value in args.parameter}
+        summary = run_chapters(args.chapters or None, lang=args.lang, profile=args.profile, out=args.out,
+                               book=args.book, timeout=args.timeout, parameters=parameters,
+                               progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        parser.exit(2, f"error: {error}\n")
+    print(summary_markdown(summary), end="")
+    print(f"wrote {Path(args.out) / 'summary.md'} and summary.json")
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

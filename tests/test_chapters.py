@@ -1,0 +1,206 @@
+"""depthlib.chapters: recorded key numbers, and the papermill runner on a tiny book and on real chapters."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from depthlib import chapters
+from depthlib.chapters import RECORD_ENV, record, recorded
+from depthlib.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- record ---------------------------------------------------------------------------------------
+
+def test_record_returns_a_float_and_appends_json_lines_when_the_env_var_is_set(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "records.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    assert record("loss", torch.tensor(0.25)) == 0.25
+    assert record("count", np.int64(7), unit="px") == 7.0
+    assert record("loss", 0.125) == 0.125  # recorded again: the newer value
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert lines == [{"name": "loss", "value": 0.25, "unit": None}, {"name": "count", "value": 7.0, "unit": "px"},
+                     {"name": "loss", "value": 0.125, "unit": None}]
+    assert recorded()["loss"] == 0.125 and recorded()["count"] == 7.0
+
+
+def test_record_without_the_env_var_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert record("quiet", 1) == 1.0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, value", [("bad name", 1.0), ("", 1.0), ("x", float("nan")), ("x", float("inf")),
+                                         ("x", True), ("x", "3"), ("x", [1.0]), ("x", None)])
+def test_record_rejects_bad_names_and_values(name, value):
+    with pytest.raises(ValueError, match="record"):
+        record(name, value)
+
+
+def test_record_rejects_a_tensor_with_more_than_one_element():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="real number"):
+        record("x", torch.ones(2))
+
+
+# --- chapter names --------------------------------------------------------------------------------
+
+def test_chapters_resolve_by_number_stem_or_path_and_unknown_names_fail_clearly(tmp_path):
+    en = {p.stem: p for p in chapters.list_chapters(ROOT, "en")}
+    assert list(en)[:2] == ["00_introduction", "01_cameras_and_data"]
+    stem = next(s for s in en if s.startswith("05_"))
+    assert chapters.resolve_chapters(["5", "05", stem], ROOT, "en") == [("en", en[stem])] * 3
+    zh_path = ROOT / "chapters" / "zh" / en[stem].name
+    assert chapters.resolve_chapters([str(zh_path)], ROOT, "en") == [("zh", zh_path)]
+    both = chapters.resolve_chapters(["00"], ROOT, "both")
+    assert [(lang, p.parent.name, p.name) for lang, p in both] == [("en", "en", en["00_introduction"].name),
+                                                                    ("zh", "zh", en["00_introduction"].name)]
+    with pytest.raises(ValueError, match="unknown chapter '99'.*00_introduction"):
+        chapters.resolve_chapters(["99"], ROOT, "en")
+    with pytest.raises(FileNotFoundError, match="chapters/en"):
+        chapters.resolve_chapters(None, tmp_path, "en")
+    with pytest.raises(ValueError, match="edition"):
+        chapters.run_chapters(["00"], lang="fr", book=ROOT, out=tmp_path)
+
+
+def test_runner_names_the_extra_to_install_when_papermill_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "papermill", None)  # makes `import papermill` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install "depthlib\[book\]"'):
+        chapters.run_chapters(["00"], book=ROOT, out=tmp_path)
+
+
+# --- the runner on a tiny book --------------------------------------------------------------------
+
+def _write_notebook(path, *code_cells):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell('profile = "auto"\nseed = 0')
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), parameters,
+                *(nbformat.v4.new_code_cell(source) for source in code_cells)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    """00 records a number, then fails in its 2nd code cell after the parameters; 01 records and passes."""
+    book = tmp_path / "book"
+    _write_notebook(book / "chapters/en/00_broken.ipynb",
+                    'from depthlib.chapters import record\nrecord("before", 1.5)',
+                    'value = 1\nassert value == 2, "value must be 2"',
+                    'record("after", 2.0)')
+    _write_notebook(book / "chapters/en/01_numbers.ipynb",
+                    "from depthlib.chapters import record\n"
+                    'record("square", (seed + 2) ** 2, unit="px")\n'
+                    'record("profile_is_cpu", float(profile == "cpu"))\n'
+                    'print("done")')
+    return book
+
+
+def test_cli_runs_on_after_a_failing_chapter_and_reports_its_cell(tiny_book, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    out = tmp_path / "out"
+    status = chapters.main(["run", "--book", str(tiny_book), "--out", str(out), "--profile", "cpu",
+                            "-p", "seed", "3", "--no-progress"])
+    assert status == 1
+    assert RECORD_ENV not in os.environ  # restored after the run
+    printed = capsys.readouterr().out
+    assert "[1/2] en/00_broken: running" in printed and "[2/2] en/01_numbers: ok" in printed
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["failed"] == 1 and [c["chapter"] for c in summary["chapters"]] == ["00_broken", "01_numbers"]
+    broken, numbers = summary["chapters"]
+    assert broken["status"] == "failed"
+    assert broken["records"] == {"before": {"value": 1.5, "unit": None}}  # "after" never ran
+    error = broken["error"]
+    # cells: title 0, parameters 1, record 2, assert 3; In [2] is the injected parameters cell
+    assert error["cell"] == 3 and error["execution_count"] == 4
+    assert error["ename"] == "AssertionError" and error["message"] == "value must be 2"
+    assert error["line"].startswith("assert value == 2")
+    assert numbers["status"] == "ok" and numbers["error"] is None
+    assert numbers["records"] == {"square": {"value": 25.0, "unit": "px"},  # seed 3 reached the kernel
+                                  "profile_is_cpu": {"value": 1.0, "unit": None}}
+
+    nbformat = pytest.importorskip("nbformat")
+    for name in ("00_broken", "01_numbers"):
+        executed = nbformat.read(out / "en" / f"{name}.ipynb", as_version=4)
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    table = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| en/00_broken | failed |" in table and "cell 3 (In [4]): AssertionError: value must be 2" in table
+    assert "| en/01_numbers | ok |" in table and "square 25 px; profile_is_cpu 1" in table
+    assert table in printed
+
+
+def test_a_cell_over_the_timeout_and_a_dead_kernel_fail_their_chapter_only(tmp_path, monkeypatch):
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    book = tmp_path / "book"
+    _write_notebook(book / "chapters/zh/00_slow.ipynb", "x = 1", "import time\ntime.sleep(120)")
+    _write_notebook(book / "chapters/zh/01_dies.ipynb", "import os\nos._exit(1)")
+    summary = chapters.run_chapters(None, lang="zh", book=book, out=tmp_path / "out", timeout=4, progress=False)
+    slow, dies = summary["chapters"]
+    assert (slow["status"], slow["error"]["cell"], slow["error"]["ename"]) == ("failed", 3, "CellTimeoutError")
+    assert slow["seconds"] < 60
+    assert (dies["status"], dies["error"]["cell"], dies["error"]["ename"]) == ("failed", 2, "DeadKernelError")
+    assert (tmp_path / "out/zh/00_slow.ipynb").is_file() and summary["failed"] == 2
+
+
+# --- the runner on two real chapters --------------------------------------------------------------
+
+def test_runner_executes_two_real_chapters_and_summarises_their_key_numbers(tmp_path):
+    pytest.importorskip("papermill")
+    nbformat = pytest.importorskip("nbformat")
+    timeout = 240
+    summary = chapters.run_chapters(["00", "01"], profile="cpu", book=ROOT, out=tmp_path, timeout=timeout,
+                                    progress=False)
+    assert [c["status"] for c in summary["chapters"]] == ["ok", "ok"], summary
+    intro, cameras = (c["records"] for c in summary["chapters"])
+    assert 0.2 < intro["room_depth_min"]["value"] < intro["room_depth_max"]["value"] < 15
+    assert intro["room_depth_min"]["unit"] == "m"
+    height, width = PROFILES["cpu"].nyu_render_size
+    assert intro["room_points"]["value"] == height * width  # one point per pixel of the room image
+    assert 0 <= intro["view_depth_disagreement"]["value"] < 0.01
+    assert 1.1 < cameras["ray_over_z_max"]["value"] < 2
+    assert cameras["resize_error_exact"]["value"] < cameras["resize_error_naive"]["value"] / 2
+    assert cameras["nyu_train_png_error"]["unit"] == "cm" and cameras["dtu_depth_interval"]["value"] > 0
+    # chapter 01 has an ipywidgets cell, which nbclient's Output-widget mimic held for the whole timeout
+    executed = nbformat.read(tmp_path / "en" / "01_cameras_and_data.ipynb", as_version=4)
+    slowest = max(c.metadata.papermill["duration"] or 0 for c in executed.cells)
+    assert slowest < timeout / 2
+    table = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| en/00_introduction | ok |" in table and "| en/01_cameras_and_data | ok |" in table
+    assert f"room_points {height * width:,}" in table and "resize_error_naive " in table
+
+
+def _code_cells(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*/*.ipynb")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_chapters_import_record_before_using_it_and_no_cell_shows_its_return_value(path):
+    import ast
+
+    imported = False
+    for source in _code_cells(path):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # IPython syntax (magics): not a cell that records
+            continue
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "record"]
+        imported = imported or any(isinstance(n, ast.ImportFrom) and n.module == "depthlib.chapters"
+                                   and any(a.name == "record" for a in n.names) for n in ast.walk(tree))
+        assert not calls or imported, f"record(...) used before `from depthlib.chapters import record`:\n{source}"
+        last = tree.body[-1] if tree.body else None
+        shown = isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and last.value in calls
+        assert not shown, f"a cell ending in record(...) would print its value in the book:\n{source}"
