@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test unit nbval book book-structure clean
+.PHONY: all venv test unit nbval book book-structure browser-assets browser-test clean
 
 all: test
 
@@ -33,9 +33,12 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh
 
-# The executed book (both editions) in _build/html.
+# The executed book (both editions) in _build/html, then every page of it in headless Chromium.
+# DEPTHLIB_PROGRESS=text: training progress as a text bar on stdout, which the page keeps (a widget
+# would need a live kernel; see _config.yml).
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	DEPTHLIB_PROGRESS=text $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	$(MAKE) --no-print-directory browser-test BROWSER_HTML=_build/html
 
 # Structural check: toc, cross-references and pages, with execution off (what CI runs).
 # The config is _config.yml with execution off, written next to it so relative paths still hold.
@@ -44,6 +47,22 @@ book-structure: $(STAMP)
 	yaml.safe_dump(c, open('_config.structural.yml', 'w'), allow_unicode=True)"
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going --config _config.structural.yml --path-output _build/structural; \
 	status=$$?; rm -f _config.structural.yml; exit $$status
+
+# The rendered book in headless Chromium (tests/test_browser.py): every page of BROWSER_HTML served
+# on localhost; links, images, console errors, typeset math, Colab button, other-edition link;
+# screenshots in BROWSER_HTML/../screenshots. Needs Debian's `chromium` (skips without it).
+# The structural build: make browser-test BROWSER_HTML=_build/structural/_build/html
+BROWSER_HTML ?= _build/html
+browser-test: $(STAMP)
+	@$(MAKE) --no-print-directory browser-assets || \
+	  echo "browser-test: could not fetch the local CDN copies; the browser test will skip"
+	DEPTHBOOK_HTML=$(BROWSER_HTML) $(PY) -m pytest -p no:cacheprovider tests/test_browser.py
+
+# Local copies of the CDN files the pages load (MathJax 3; require.js and the widget manager on
+# executed pages), from the npm registry into .cache/browser-assets: the browser test serves them
+# in place of the CDN, offline. Once; later runs find them.
+browser-assets: $(STAMP)
+	$(PY) tests/test_browser.py fetch-assets
 
 clean:
 	rm -rf _build _config.structural.yml

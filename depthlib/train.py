@@ -15,6 +15,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
-           "distributed_context"]
+           "distributed_context", "progress_bar", "PROGRESS_ENV"]
 
 
 @dataclasses.dataclass
@@ -65,6 +66,29 @@ class _SeededSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
             return self.dataset[index]
+
+
+PROGRESS_ENV = "DEPTHLIB_PROGRESS"
+
+
+def progress_bar(**kwargs):
+    """The Trainer's tqdm bar; ``$DEPTHLIB_PROGRESS`` picks the kind.
+
+    "auto" (default): ``tqdm.auto``, a widget in Jupyter and Colab, text in a terminal. "text": a text
+    bar on stdout even in a notebook, for notebooks executed without a browser whose outputs are kept
+    (``make book`` sets it: the rendered page then shows the bar's final line, where a widget would
+    show nothing without a live kernel). "off": no bar. Anything else is an error.
+    """
+    kind = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
+    if kind not in ("auto", "text", "off"):
+        raise ValueError(f"${PROGRESS_ENV}={kind!r}: expected 'auto', 'text' or 'off'")
+    if kind == "off":
+        kwargs["disable"] = True
+    if kind == "text":
+        from tqdm.std import tqdm
+        return tqdm(file=sys.stdout, ncols=100, **kwargs)
+    from tqdm.auto import tqdm
+    return tqdm(dynamic_ncols=True, **kwargs)
 
 
 def distributed_context():
@@ -254,12 +278,10 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
 
     def _fit(self, stop_after):
-        from tqdm.auto import tqdm
-
         history, done_here = [], 0
         total_steps = self.config.epochs * self.steps_per_epoch
-        bar = tqdm(total=total_steps, initial=self.step, disable=not self.config.progress or self.rank != 0,
-                   desc="train", unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=total_steps, initial=self.step, disable=not self.config.progress or self.rank != 0,
+                           desc="train", unit="step")
         try:
             while self.epoch < self.config.epochs:
                 self.samples.epoch = self.epoch

@@ -154,3 +154,19 @@ def test_densedepth_task_compares_half_resolution_output_with_normalised_valid_t
     assert all(torch.isfinite(v) for v in exact.values()) and exact["total"].item() == pytest.approx(0.0, abs=1e-6)
     off = task.loss(lambda images: torch.full((2, 1, 16, 24), 6.0), batch)
     assert off["depth"].item() == pytest.approx(1.0) and off["total"].item() > 0.1
+
+
+def test_progress_env_text_bar_on_stdout_off_and_bad_value(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEPTHLIB_PROGRESS", "text")
+    Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "text", TrainConfig(epochs=1, batch_size=4)).fit()
+    out = capsys.readouterr()
+    final = out.out.split("\r")[-1]  # what a page shows once carriage returns are applied
+    assert final.startswith("train: 100%") and "/" in final and "loss=" in final, out.out[-300:]
+    assert "train:" not in out.err
+    monkeypatch.setenv("DEPTHLIB_PROGRESS", "off")
+    Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "off", TrainConfig(epochs=1, batch_size=4)).fit()
+    out = capsys.readouterr()
+    assert "train:" not in out.out + out.err
+    monkeypatch.setenv("DEPTHLIB_PROGRESS", "widget")
+    with pytest.raises(ValueError, match=r"DEPTHLIB_PROGRESS='widget': expected 'auto', 'text' or 'off'"):
+        Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "bad", TrainConfig(epochs=1, batch_size=4)).fit()
