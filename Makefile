@@ -34,10 +34,10 @@ nbval: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh
 
 # The executed book (both editions) in _build/html, then every page of it in headless Chromium.
-# DEPTHLIB_PROGRESS=text: training progress as a text bar on stdout, which the page keeps (a widget
-# would need a live kernel; see _config.yml).
+# DEPTHLIB_PROGRESS=line: the Trainer's progress as one line on stdout, printed when its bar closes
+# (a widget would need a live kernel; see _config.yml).
 book: $(STAMP)
-	DEPTHLIB_PROGRESS=text $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
+	DEPTHLIB_PROGRESS=line $(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 	$(MAKE) --no-print-directory browser-test BROWSER_HTML=_build/html
 
 # Structural check: toc, cross-references and pages, with execution off (what CI runs).

@@ -10,6 +10,7 @@ run see exactly the same samples in the same order.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.std import tqdm as tqdm_std
 
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
            "distributed_context", "progress_bar", "PROGRESS_ENV"]
@@ -74,21 +76,35 @@ PROGRESS_ENV = "DEPTHLIB_PROGRESS"
 def progress_bar(**kwargs):
     """The Trainer's tqdm bar; ``$DEPTHLIB_PROGRESS`` picks the kind.
 
-    "auto" (default): ``tqdm.auto``, a widget in Jupyter and Colab, text in a terminal. "text": a text
-    bar on stdout even in a notebook, for notebooks executed without a browser whose outputs are kept
-    (``make book`` sets it: the rendered page then shows the bar's final line, where a widget would
-    show nothing without a live kernel). "off": no bar. Anything else is an error.
+    "auto" (default): ``tqdm.auto``, a widget in Jupyter and Colab, text in a terminal. "line": no
+    bar while training, then the bar's final state as one line on stdout when it closes, for
+    notebooks executed without a browser whose outputs are kept (``make book`` sets it: a widget
+    shows nothing without a live kernel, and a text bar's carriage-return updates would each become
+    a line of the page). "off": no bar. Anything else is an error.
     """
     kind = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
-    if kind not in ("auto", "text", "off"):
-        raise ValueError(f"${PROGRESS_ENV}={kind!r}: expected 'auto', 'text' or 'off'")
+    if kind not in ("auto", "line", "off"):
+        raise ValueError(f"${PROGRESS_ENV}={kind!r}: expected 'auto', 'line' or 'off'")
     if kind == "off":
         kwargs["disable"] = True
-    if kind == "text":
-        from tqdm.std import tqdm
-        return tqdm(file=sys.stdout, ncols=100, **kwargs)
+    if kind == "line":
+        return _FinalLineBar(**kwargs)
     from tqdm.auto import tqdm
     return tqdm(dynamic_ncols=True, **kwargs)
+
+
+class _FinalLineBar(tqdm_std):
+    """A tqdm bar that draws nothing while it runs and prints its final state once, on stdout."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("ascii", False)  # block characters: the page is UTF-8 whatever the sink says
+        super().__init__(file=io.StringIO(), ncols=100, **kwargs)
+
+    def close(self):
+        closing = not self.disable  # tqdm.close disables the bar: a second close prints nothing
+        super().close()
+        if closing:
+            print(self, flush=True)
 
 
 def distributed_context():

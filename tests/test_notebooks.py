@@ -100,3 +100,39 @@ def test_papermill_runs_a_chapter_with_an_overridden_parameter(tmp_path):
                       for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
     assert "profile: cpu" in printed
     assert "room_0003" in printed  # the override reached the rendering: room 3, not room 0
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_widget_cells_leave_no_dead_widget_in_the_rendered_book(path):
+    # the rendered book loads no widget JavaScript (_config.yml): a widget cell's output would be a
+    # kernel-less slider or a stale text repr, so it is removed there (the static figure stays)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"]
+    assert config["nb_ipywidgets_js"] == {}
+    assert ["html", "application/vnd.jupyter.widget-view+json", None] in config["nb_mime_priority_overrides"]
+    for cell in _load(path)["cells"]:
+        if cell["cell_type"] == "code" and re.search(r"\binteractive?\(", _source(cell)):
+            assert "remove-output" in cell["metadata"].get("tags", []), _source(cell)[:200]
+
+
+def test_book_build_executes_without_nbclients_output_widget_mimic():
+    import sys
+
+    import nbclient.client
+    import nbformat
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    assert config["sphinx"]["local_extensions"] == {"nbclient_no_output_widget": "_ext"}
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        import nbclient_no_output_widget as extension
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    original = nbclient.client.NotebookClient.__init__
+    assert nbclient.client.NotebookClient(nbformat.v4.new_notebook()).widget_registry  # the mimic, by default
+    try:
+        extension.setup(app=None)
+        extension.setup(app=None)  # idempotent: one wrapper
+        assert nbclient.client.NotebookClient.__init__.__wrapped__ is original
+        assert nbclient.client.NotebookClient(nbformat.v4.new_notebook()).widget_registry == {}
+    finally:
+        nbclient.client.NotebookClient.__init__ = original

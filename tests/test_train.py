@@ -1,5 +1,6 @@
 """Trainer: exact resume (epoch end, mid-epoch, SIGINT, SIGKILL), DDP equivalence, NaN stop, logs."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -156,17 +157,18 @@ def test_densedepth_task_compares_half_resolution_output_with_normalised_valid_t
     assert off["depth"].item() == pytest.approx(1.0) and off["total"].item() > 0.1
 
 
-def test_progress_env_text_bar_on_stdout_off_and_bad_value(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DEPTHLIB_PROGRESS", "text")
-    Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "text", TrainConfig(epochs=1, batch_size=4)).fit()
+def test_progress_env_line_prints_one_final_line_off_prints_nothing_bad_value_raises(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEPTHLIB_PROGRESS", "line")
+    Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "line", TrainConfig(epochs=2, batch_size=4)).fit()
     out = capsys.readouterr()
-    final = out.out.split("\r")[-1]  # what a page shows once carriage returns are applied
-    assert final.startswith("train: 100%") and "/" in final and "loss=" in final, out.out[-300:]
-    assert "train:" not in out.err
+    assert "\r" not in out.out and "train:" not in out.err
+    lines = [line for line in out.out.splitlines() if line.startswith("train:")]
+    assert len(lines) == 1, out.out  # one clean line for the whole run, its final state
+    assert re.match(r"train: 100%\|.*\| 12/12 \[.*epoch=1, loss=\d", lines[0]), lines[0]
     monkeypatch.setenv("DEPTHLIB_PROGRESS", "off")
     Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "off", TrainConfig(epochs=1, batch_size=4)).fit()
     out = capsys.readouterr()
     assert "train:" not in out.out + out.err
     monkeypatch.setenv("DEPTHLIB_PROGRESS", "widget")
-    with pytest.raises(ValueError, match=r"DEPTHLIB_PROGRESS='widget': expected 'auto', 'text' or 'off'"):
+    with pytest.raises(ValueError, match=r"DEPTHLIB_PROGRESS='widget': expected 'auto', 'line' or 'off'"):
         Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / "bad", TrainConfig(epochs=1, batch_size=4)).fit()
