@@ -58,9 +58,9 @@ browser-test: $(STAMP)
 	  echo "browser-test: could not fetch the local CDN copies; the browser test will skip"
 	DEPTHBOOK_HTML=$(BROWSER_HTML) $(PY) -m pytest -p no:cacheprovider tests/test_browser.py
 
-# Local copies of the CDN files the pages load (MathJax 3; require.js and the widget manager on
-# executed pages), from the npm registry into .cache/browser-assets: the browser test serves them
-# in place of the CDN, offline. Once; later runs find them.
+# Local copies of the CDN files the pages load (MathJax 3), from the npm registry into
+# .cache/browser-assets: the browser test serves them in place of the CDN, offline. Once; later
+# runs find them.
 browser-assets: $(STAMP)
 	$(PY) tests/test_browser.py fetch-assets
 

@@ -20,11 +20,10 @@ would open it. Checked on every page:
 Screenshots of the landing page and two chapters (one per edition) go next to the HTML folder
 (`<html>/../screenshots/`, or `$DEPTHBOOK_SCREENSHOTS`).
 
-Offline by design. The pages load MathJax 3 (and, on executed pages with widgets, require.js and
-@jupyter-widgets/html-manager) from CDNs. Those requests are answered from local copies of the same
-files (`CDN_MIRRORS`, fetched from the npm registry and PyPI by `make browser-assets`, i.e.
-`python tests/test_browser.py fetch-assets`), so MathJax really typesets the pages and widgets
-really render. Every other external request is blocked, and a blocked request fails the test: a
+Offline by design. The pages load MathJax 3 from a CDN. Those requests are answered from a local
+copy of the same files (`CDN_MIRRORS`, fetched from the npm registry by `make browser-assets`, i.e.
+`python tests/test_browser.py fetch-assets`), so MathJax really typesets the pages. The book loads
+no widget JavaScript (see _config.yml). Every other external request is blocked, and a blocked request fails the test: a
 page of this book should need nothing from the network to render. Links to external sites (GitHub,
 Colab) are not followed; the Colab button's target is checked against `_config.yml` and the
 repository's notebooks.
@@ -54,7 +53,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,15 +70,8 @@ EDITIONS = ("en", "zh")
 CDN_MIRRORS = (
     # Sphinx's default mathjax_path (every page with math); npm's mathjax@3 is jsDelivr's mathjax@3.
     ("https://cdn.jsdelivr.net/npm/mathjax@3/", "npm", "mathjax@3", "", None),
-    # myst-nb's widget renderer (executed pages that hold ipywidgets state) and the AMD loader it
-    # needs. The page loads cdnjs's minified require.js 2.3.4 under a Subresource-Integrity hash, and
-    # npm's requirejs package has only the unminified file: voila 0.1.23's wheel ships the
-    # byte-identical file (checked against the page's hash on fetch and by the browser on load).
-    ("https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/", "npm",
-     "@jupyter-widgets/html-manager@1.0.6", "", None),
-    ("https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js", "pypi", "voila==0.1.23",
-     "voila-0.1.23.data/data/share/jupyter/voila/templates/default/static/require.min.js",
-     "Ae2Vz/4ePdIu6ZyI/5ZGsYnb+m0JlOmKPjt6XZ9JJkA="),
+    # No widget manager: the book loads no widget JavaScript (_config.yml), so a page that asks for
+    # require.js or @jupyter-widgets/html-manager fails the test as a blocked request.
 )
 
 # Flags known to keep headless Chromium quiet on a closed network (no background connections).
@@ -123,18 +114,6 @@ def _fetch_npm(spec: str, dest: Path, tmp: Path) -> str:
     return json.loads((dest / "package.json").read_text())["version"]
 
 
-def _fetch_pypi(spec: str, inner: str, dest: Path, tmp: Path) -> str:
-    """One file out of a wheel (`pip download --no-deps`, nothing installed)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                    "-d", str(tmp), spec], check=True)
-    (wheel,) = tmp.glob("*.whl")
-    with zipfile.ZipFile(wheel) as zf:
-        target = dest / inner
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(zf.read(inner))
-    return wheel.name
-
-
 def fetch_assets() -> None:
     """Fetch every CDN_MIRRORS package into ASSETS (once; later calls find them)."""
     for _, registry, spec, inner, sha256 in CDN_MIRRORS:
@@ -145,10 +124,9 @@ def fetch_assets() -> None:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         with tempfile.TemporaryDirectory() as tmp:
-            if registry == "npm":
-                version = _fetch_npm(spec, dest, Path(tmp))
-            else:
-                version = _fetch_pypi(spec, inner, dest, Path(tmp))
+            if registry != "npm":
+                raise SystemExit(f"{spec}: unknown registry {registry!r}")
+            version = _fetch_npm(spec, dest, Path(tmp))
         if sha256 is not None:
             got = base64.b64encode(hashlib.sha256((dest / inner).read_bytes()).digest()).decode()
             if got != sha256:
