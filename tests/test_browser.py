@@ -35,10 +35,8 @@ it has installed Chromium and the CDN copies) each of those is a failure instead
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
 import html.parser
 import http.server
 import json
@@ -64,12 +62,11 @@ ASSETS = Path(os.environ.get("DEPTHBOOK_BROWSER_ASSETS", ROOT / ".cache" / "brow
 REQUIRED = os.environ.get("DEPTHBOOK_BROWSER_REQUIRED") == "1"
 EDITIONS = ("en", "zh")
 
-# CDN files the built pages load, answered from local copies of the same files:
-# (URL, or URL prefix ending in "/"; registry; package; path of the file or folder the URL maps to
-# inside the package; base64 sha256 the file must have, or None).
+# CDN folders the built pages load from, answered from local copies of the same npm packages:
+# (URL prefix ending in "/", npm package whose files the prefix maps to).
 CDN_MIRRORS = (
     # Sphinx's default mathjax_path (every page with math); npm's mathjax@3 is jsDelivr's mathjax@3.
-    ("https://cdn.jsdelivr.net/npm/mathjax@3/", "npm", "mathjax@3", "", None),
+    ("https://cdn.jsdelivr.net/npm/mathjax@3/", "mathjax@3"),
     # No widget manager: the book loads no widget JavaScript (_config.yml), so a page that asks for
     # require.js or @jupyter-widgets/html-manager fails the test as a blocked request.
 )
@@ -91,7 +88,7 @@ def _asset_dir(spec: str) -> Path:
 
 
 def missing_assets() -> list[str]:
-    return [spec for _, _, spec, _, _ in CDN_MIRRORS if not (_asset_dir(spec) / ".complete").is_file()]
+    return [spec for _, spec in CDN_MIRRORS if not (_asset_dir(spec) / ".complete").is_file()]
 
 
 def _fetch_npm(spec: str, dest: Path, tmp: Path) -> str:
@@ -116,7 +113,7 @@ def _fetch_npm(spec: str, dest: Path, tmp: Path) -> str:
 
 def fetch_assets() -> None:
     """Fetch every CDN_MIRRORS package into ASSETS (once; later calls find them)."""
-    for _, registry, spec, inner, sha256 in CDN_MIRRORS:
+    for _, spec in CDN_MIRRORS:
         dest = _asset_dir(spec)
         if (dest / ".complete").is_file():
             print(f"browser assets: {spec} already in {dest}")
@@ -124,13 +121,7 @@ def fetch_assets() -> None:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         with tempfile.TemporaryDirectory() as tmp:
-            if registry != "npm":
-                raise SystemExit(f"{spec}: unknown registry {registry!r}")
             version = _fetch_npm(spec, dest, Path(tmp))
-        if sha256 is not None:
-            got = base64.b64encode(hashlib.sha256((dest / inner).read_bytes()).digest()).decode()
-            if got != sha256:
-                raise SystemExit(f"{spec}: {inner} has sha256 {got}, the page expects {sha256}")
         (dest / ".complete").write_text(f"{spec} {version}\n")
         print(f"browser assets: {spec} -> {version} in {dest}")
 
@@ -138,17 +129,12 @@ def fetch_assets() -> None:
 def mirrored_file(url: str) -> Path | None:
     """The local copy answering a CDN URL, or None when the URL is not mirrored."""
     bare = url.split("#")[0].split("?")[0]
-    for prefix, _, spec, inner, _ in CDN_MIRRORS:
-        base = (_asset_dir(spec) / inner).resolve()
-        if prefix.endswith("/") and bare.startswith(prefix):
-            path = (base / urllib.parse.unquote(bare[len(prefix):])).resolve()
-        elif bare == prefix:
-            path = base
-        else:
+    for prefix, spec in CDN_MIRRORS:
+        if not bare.startswith(prefix):
             continue
-        if path.is_file() and path.is_relative_to(_asset_dir(spec).resolve()):
-            return path
-        return None
+        base = _asset_dir(spec).resolve()
+        path = (base / urllib.parse.unquote(bare[len(prefix):])).resolve()
+        return path if path.is_file() and path.is_relative_to(base) else None
     return None
 
 
