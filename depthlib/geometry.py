@@ -205,9 +205,18 @@ def homography_warp(src_feat: torch.Tensor, src_proj: torch.Tensor, ref_proj: to
         depth_values: (B, D) plane depths, or (B, D, H, W) per-pixel depths; metres.
     Returns:
         (B, C, D, H, W): bilinear samples (align_corners=True, pixel centres at integers);
-        pixels that land outside the source image, or behind it (z <= eps), are 0.
+        pixels that land outside the source image, or behind it (z <= eps), are 0. float32 (float64
+        for float64 features) whatever the autocast state: in bf16 the sampling grid is off by
+        pixels at DTU's millimetre depths, and in fp16 u * z overflows.
     """
     _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values)
+    with torch.autocast(src_feat.device.type, enabled=False):
+        return _warp(src_feat.to(torch.float64 if src_feat.dtype == torch.float64 else torch.float32),
+                     src_proj, ref_proj, depth_values, eps)
+
+
+def _warp(src_feat, src_proj, ref_proj, depth_values, eps):
+    """``homography_warp`` without checks, in ``src_feat``'s dtype (autocast off)."""
     batch, channels, height, width = src_feat.shape
     num_depths = depth_values.shape[1]
     # src_proj @ ref_proj^-1 maps [u z, v z, z, 1] of the reference camera to the source camera;

@@ -129,7 +129,9 @@ def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, cr
     prediction with that of the mirrored image, mirrored back (as DenseDepth). Predictions are clipped
     to [min_depth, max_depth]; pixels count where mask, finite gt > 0 and (crop="eigen") ``eigen_crop``
     hold. Metrics are pooled over every such pixel of the set (DenseDepth and BTS average per-image
-    metrics instead). device defaults to the module's parameters' device, else CPU.
+    metrics instead). ``device``: where the images go; defaults to the module's parameters' device,
+    and to the CPU for a plain callable (which may move them itself, as ``predict_depth`` does). The
+    metrics are computed on the device the predictions come back on.
     """
     if crop not in ("eigen", None):
         raise ValueError(f"evaluate: crop={crop!r}, expected 'eigen' or None")
@@ -148,10 +150,11 @@ def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, cr
             for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
                 images, gt = batch["image"].to(device), batch["depth"].to(device)
                 pred = _predict(predict_fn, images, flip_tta)
+                gt = gt.to(pred.device)  # a callable may return depth on its model's device, not ours
                 if pred.shape != gt.shape:
                     raise ValueError(f"predict_fn returned shape {tuple(pred.shape)} for images {tuple(images.shape)}; "
                                      f"expected metric depth {tuple(gt.shape)} at the dataset's resolution")
-                valid = torch.ones_like(gt, dtype=torch.bool) if "mask" not in batch else batch["mask"].to(device)
+                valid = torch.ones_like(gt, dtype=torch.bool) if "mask" not in batch else batch["mask"].to(gt.device)
                 if crop == "eigen":
                     valid = valid & eigen_crop(*gt.shape[-2:], device=gt.device)
                 sums += _metric_sums(pred.clamp(min_depth, max_depth), gt, _valid(pred, gt, valid)).cpu().double()

@@ -24,19 +24,23 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.std import tqdm as tqdm_std
 
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
-           "distributed_context", "progress_bar", "PROGRESS_ENV"]
+           "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16"]
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Training settings. ``amp="auto"``: bf16 on CUDA where supported, else fp16 with a GradScaler;
-    off on the CPU. ``checkpoint_every``: also checkpoint every N steps (the last epoch's end is
-    always saved). ``schedule``: "constant" or "cosine" (per step, over the whole run)."""
+    """Training settings. ``amp="auto"``: bf16 on CUDA GPUs with native bf16 (Ampere and newer), else
+    fp16 with a GradScaler (a T4 emulates bf16, slowly); off on the CPU. ``checkpoint_every``: also
+    checkpoint every N steps (the last epoch's end is always saved). ``schedule``: "constant" or
+    "cosine" (per step, over the whole run). ``sync_bn``: under DDP, BatchNorm statistics over the
+    global batch (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``device``:
+    None or "cuda" picks ``cuda:LOCAL_RANK`` under torchrun (else cuda:0, else the CPU)."""
 
     epochs: int = 1
     batch_size: int = 4
@@ -52,6 +56,7 @@ class TrainConfig:
     checkpoint_every: Optional[int] = None
     log_every: int = 10
     progress: bool = True
+    sync_bn: bool = False
     device: Optional[str] = None
 
 
@@ -123,6 +128,8 @@ def _rng_state():
 
 
 def _set_rng_state(state):
+    """Restore ``_rng_state()``; every state must be a CPU tensor (as ``torch.load(map_location="cpu")``
+    gives them), since the generators' setters take CPU byte tensors whatever the device."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     name, keys, *rest = state["numpy"]
@@ -140,8 +147,9 @@ class Trainer:
     alone logs and checkpoints.
     """
 
-    def __init__(self, model, train_set, task, out_dir, config: TrainConfig = TrainConfig(),
+    def __init__(self, model, train_set, task, out_dir, config: Optional[TrainConfig] = None,
                  evaluate: Optional[Callable] = None, metadata: Optional[dict] = None):
+        config = TrainConfig() if config is None else config
         if config.schedule not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.schedule {config.schedule!r}, expected 'constant' or 'cosine'")
         if config.batch_size < 1 or config.epochs < 0:
@@ -151,12 +159,15 @@ class Trainer:
         self.metadata = dict(metadata or {})  # saved with every checkpoint: what model this is, its sizes
         self.out_dir = Path(out_dir)
         self.rank, self.world_size, local_rank = distributed_context()
+        self.device = _training_device(config.device, local_rank, self.world_size)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # NCCL and the default CUDA stream use this GPU, not GPU 0
         if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if config.device:
-            self.device = torch.device(config.device)
-        else:
-            self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if config.sync_bn and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("TrainConfig.sync_bn: SyncBatchNorm needs CUDA (NCCL); this run is on the CPU")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -209,7 +220,9 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # Load on the CPU: RNG states must stay CPU tensors, and the optimiser moves its state to
+        # the parameters' device itself (load_state_dict); the model copies into its own tensors.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         missing = {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "step_in_epoch", "rng"} - set(state)
         if missing:
             raise ValueError(f"{path}: not a depthlib training checkpoint (missing {sorted(missing)})")
@@ -227,7 +240,7 @@ class Trainer:
         if self.device.type != "cuda" or self.config.amp == "off":
             return None
         if self.config.amp == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if native_bf16(self.device) else torch.float16
         return torch.bfloat16 if self.config.amp == "bf16" else torch.float16
 
     def _to_device(self, batch):
@@ -262,9 +275,13 @@ class Trainer:
         if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        # GradScaler skips the optimiser step when a gradient overflowed (and lowers its scale):
+        # the schedule then skips it too, so the learning rate follows the steps really taken.
+        if scale is None or self.scaler.get_scale() >= scale:
+            self.scheduler.step()
         return {k: v.detach().float().item() for k, v in losses.items()}
 
     def _log(self, record: dict) -> None:
@@ -324,7 +341,9 @@ class Trainer:
                         return history
                 record = {"epoch": self.epoch, "step": self.step, "seconds": round(time.perf_counter() - start, 2),
                           **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
-                if self.evaluate is not None and self.rank == 0:
+                if self.evaluate is not None:
+                    # every process evaluates (the same weights, the same result): none waits in a
+                    # collective while rank 0 alone validates, which NCCL ends with a time-out
                     record.update({f"val_{k}": v for k, v in self.evaluate(self.model).items()})
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
                 self.save_checkpoint()
@@ -333,6 +352,34 @@ class Trainer:
         finally:
             bar.close()
         return history
+
+
+def native_bf16(device=None) -> bool:
+    """True where the CUDA GPU computes in bf16 natively (compute capability 8.0+: A100, H100, RTX 30xx).
+
+    ``torch.cuda.is_bf16_supported()`` also says True on a T4 (7.5), which only emulates bf16, slowly:
+    AMP there must be fp16 with a GradScaler. False without CUDA.
+    """
+    if not torch.cuda.is_available():
+        return False
+    device = torch.device("cuda" if device is None else device)
+    if device.type != "cuda":
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # PyTorch < 2.3 has no including_emulation; it did not count emulation then
+        return torch.cuda.get_device_capability(device)[0] >= 8 and torch.cuda.is_bf16_supported()
+
+
+def _training_device(requested: Optional[str], local_rank: int, world_size: int) -> torch.device:
+    """The device a Trainer process runs on: ``requested``, where plain "cuda" (or None with CUDA
+    available) means this process's own GPU, ``cuda:LOCAL_RANK``."""
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    return device
 
 
 def _main_thread() -> bool:

@@ -123,15 +123,17 @@ def variance_cost_volume(ref_feat: torch.Tensor, src_feats, ref_proj: torch.Tens
     """MVSNet's cost volume: the per-channel variance of the V feature volumes.
 
     ref_feat (B, C, h, w); src_feats / src_projs: sequences of (B, C, h, w) / (B, 4, 4);
-    depth_values (B, D). Returns (B, C, D, h, w) = mean(v^2) - mean(v)^2 over the views.
-    ``inplace=True`` (inference, no autograd) accumulates the sums in place, one warped volume at a
-    time, so memory holds three volumes whatever the number of views.
+    depth_values (B, D). Returns (B, C, D, h, w) = mean(v^2) - mean(v)^2 over the views, in float32
+    whatever the autocast state (the warps are float32, and mean(v^2) - mean(v)^2 cancels badly in
+    bf16 / fp16). ``inplace=True`` (inference, no autograd) accumulates the sums in place, one
+    warped volume at a time, so memory holds three volumes whatever the number of views.
     """
     if len(src_feats) != len(src_projs) or len(src_feats) < 1:
         raise ValueError(f"variance_cost_volume: {len(src_feats)} source features and {len(src_projs)} "
                          "projections; expected the same number, at least 1")
     views = len(src_feats) + 1
     depths = depth_values.shape[1]
+    ref_feat = ref_feat if ref_feat.dtype == torch.float64 else ref_feat.float()
     ref_volume = ref_feat.unsqueeze(2).expand(-1, -1, depths, -1, -1)
     if inplace:
         volume_sum = ref_volume.clone()

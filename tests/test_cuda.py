@@ -1,0 +1,197 @@
+"""The GPU path on a real CUDA device: `pytest -m cuda` (skipped without CUDA; `make gpu-check` runs it).
+
+CI has no GPU, so the CPU stand-ins of these bug classes live in tests/test_gpu_path.py.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthlib.train import TrainConfig, Trainer, native_bf16
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_gpu_path import dtu_like_warp_inputs, sampled_pixels  # noqa: E402
+from toy_training import make_trainer  # noqa: E402
+
+pytestmark = pytest.mark.cuda
+
+
+@pytest.fixture
+def deterministic():
+    """cuDNN's deterministic kernels: a resumed run can then equal an uninterrupted one bit for bit."""
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def _weights(trainer):
+    return {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("stop_after", [6, 3], ids=["epoch-end", "mid-epoch"])
+def test_resume_on_cuda_is_bit_exact(tmp_path, deterministic, stop_after):
+    # ToyNet has dropout: the resumed run must restore the CUDA generator too
+    straight = make_trainer(tmp_path / "straight", device="cuda")
+    straight.fit()
+    assert straight.device.type == "cuda"
+    first = make_trainer(tmp_path / "split", device="cuda")
+    first.fit(stop_after=stop_after)
+    resumed = make_trainer(tmp_path / "split", device="cuda", model_seed=123)
+    resumed.fit(resume=True)
+    assert resumed.step == straight.step == 12
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _densedepth_batch():
+    torch.manual_seed(0)
+    depth = 1 + 9 * torch.rand(2, 1, 64, 64)
+    return {"image": torch.rand(2, 3, 64, 64), "depth": depth, "mask": depth > 0}
+
+
+def _mvsnet_batch():
+    torch.manual_seed(0)  # a forward-facing rig, as in depthlib.bench
+    height, width, depths, views = 64, 64, 16, 3
+    K = torch.tensor([[width / 4.0, 0, width / 8 - 0.5], [0, width / 4.0, height / 8 - 0.5], [0, 0, 1]])
+    proj = torch.eye(4).repeat(1, views, 1, 1)
+    for v in range(views):
+        proj[:, v, :3, :4] = K @ torch.cat([torch.eye(3), torch.tensor([[0.05 * v], [0.0], [0.0]])], dim=1)
+    return {"imgs": torch.rand(1, views, 3, height, width), "proj_matrices": proj,
+            "depth_values": torch.linspace(0.5, 1.5, depths)[None],
+            "depth": 0.5 + torch.rand(1, 1, height // 4, width // 4),
+            "mask": torch.ones(1, 1, height // 4, width // 4, dtype=torch.bool),
+            "depth_interval": torch.full((1,), 1.0 / (depths - 1))}
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.parametrize("model_name", ["densedepth", "mvsnet"])
+def test_one_amp_training_step_of_each_model_gives_finite_losses(tmp_path, amp, model_name):
+    from torch.utils.data import TensorDataset
+
+    from depthlib.models import MVSNet, DenseDepth
+    from depthlib.train import DenseDepthTask, MVSNetTask
+
+    if model_name == "densedepth":
+        model, task, batch = DenseDepth("small"), DenseDepthTask(), _densedepth_batch()
+    else:
+        model, task, batch = MVSNet(), MVSNetTask(), _mvsnet_batch()
+    trainer = Trainer(model, TensorDataset(torch.zeros(4)), task, tmp_path,
+                      TrainConfig(amp=amp, batch_size=1, progress=False, device="cuda"))
+    assert trainer.amp_dtype == (torch.bfloat16 if amp == "bf16" else torch.float16)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
+    batch = trainer._to_device(batch)
+    for _ in range(5):  # fp16: the GradScaler may skip the first steps while it finds its scale
+        losses = trainer._train_step(batch)
+        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "five AMP steps changed no weight"
+
+
+def test_auto_amp_picks_bf16_only_where_the_gpu_has_it_natively(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from toy_training import ToyNet, ToyTask
+
+    trainer = Trainer(ToyNet(), TensorDataset(torch.zeros(4)), ToyTask(), tmp_path,
+                      TrainConfig(batch_size=1, progress=False, device="cuda"))
+    major, _ = torch.cuda.get_device_capability()
+    assert native_bf16() == (major >= 8)
+    assert trainer.amp_dtype == (torch.bfloat16 if major >= 8 else torch.float16)
+    assert trainer.scaler.is_enabled() == (trainer.amp_dtype == torch.float16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_warp_under_cuda_autocast_stays_within_a_twentieth_of_a_pixel(dtype):
+    feat, src_proj, ref_proj, depth_values = (t.cuda() for t in dtu_like_warp_inputs())
+    reference = sampled_pixels(feat, src_proj, ref_proj, depth_values)
+    with torch.autocast("cuda", dtype=dtype):
+        autocast = sampled_pixels(feat, src_proj, ref_proj, depth_values)
+    inside = reference.isfinite() & autocast.isfinite()
+    assert inside.float().mean() > 0.5
+    assert (autocast[inside] - reference[inside]).abs().max() < 0.05
+
+
+def test_evaluate_with_a_plain_callable_on_cuda(tmp_path):
+    from torch.utils.data import Dataset
+
+    from depthlib.metrics import evaluate
+    from depthlib.models import DenseDepth, predict_depth
+
+    class Frames(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return {"image": torch.rand(3, 64, 64, generator=g), "depth": 1 + 4 * torch.rand(1, 64, 64, generator=g)}
+
+    model = DenseDepth("small").cuda()
+    plain = evaluate(lambda images: predict_depth(model, images), Frames(), batch_size=2)
+    on_cpu = evaluate(lambda images: predict_depth(model.cpu(), images), Frames(), batch_size=2)
+    for name, value in plain.items():
+        assert abs(value - on_cpu[name]) <= 1e-3 * max(1.0, abs(value)), name  # TF32 on the GPU
+
+
+def _cli(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", "depthlib", *args], capture_output=True, text=True, cwd=cwd,
+                            env={**os.environ, "DEPTHLIB_CACHE": str(Path(cwd) / "cache")})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_train_eval_infer_fuse_on_cuda(tmp_path):
+    common = ["--profile", "cpu", "--no-progress"]
+    out = _cli("train", "densedepth", "--out", "dd", "--epochs", "1", "--n-train", "8", "--n-test", "4",
+               "--size", "64x64", "--batch-size", "4", "--encoder", "small", "--val", *common, cwd=tmp_path)
+    assert re.search(r"device cuda", out) and "val_delta1" in out
+    out = _cli("eval", "densedepth", "--ckpt", "dd/checkpoint.pt", "--profile", "cpu", "--size", "64x64",
+               "--n-test", "4", cwd=tmp_path)
+    assert "| delta1 |" in out
+    _cli("render", "dtu", "--out", "dtu", "--size", "64x64", "--n-scans", "2", "--n-views", "4", "--n-lights", "1",
+         "--profile", "cpu", cwd=tmp_path)
+    mvs = ["--profile", "cpu", "--n-views", "3", "--n-depths", "8"]
+    out = _cli("train", "mvsnet", "--data", "dtu:dtu", "--out", "mvs", "--epochs", "1", "--batch-size", "2",
+               "--val", "--no-progress", *mvs, cwd=tmp_path)
+    assert "device cuda" in out and "val_refined_less_one" in out
+    out = _cli("eval", "mvsnet", "--ckpt", "mvs/checkpoint.pt", "--data", "dtu:dtu", "--baseline", "--profile", "cpu",
+               cwd=tmp_path)
+    assert "| refined" in out
+    out = _cli("infer", "mvsnet", "--ckpt", "mvs/checkpoint.pt", "--data", "dtu:dtu", "--scan", "scan2",
+               "--out", "infer", "--profile", "cpu", cwd=tmp_path)
+    assert "for 4 views" in out
+    out = _cli("fuse", "--scan", "infer", "--out", "cloud.ply", "--min-views", "1", "--photometric-threshold", "0",
+               cwd=tmp_path)
+    assert re.search(r"fused [1-9]\d* points", out)
+
+
+def _nccl_worker(rank, world_size, port, out_dir):
+    from toy_training import make_trainer as make
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    trainer = make(out_dir, batch_size=2, dropout=False, device="cuda")
+    assert trainer.device == torch.device("cuda", rank)  # each rank on its own GPU
+    trainer.fit()
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_two_nccl_processes_match_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    single = make_trainer(tmp_path / "single", batch_size=4, dropout=False, device="cuda")
+    single.fit()
+    mp.start_processes(_nccl_worker, args=(2, port, str(tmp_path / "ddp")), nprocs=2, start_method="spawn")
+    ddp = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+    for key, value in _weights(single).items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-5)  # summation order and TF32

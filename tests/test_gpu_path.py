@@ -1,0 +1,196 @@
+"""CPU stand-ins for the GPU path's bug classes (CI has no GPU; tests/test_cuda.py runs the real ones).
+
+Autocast precision of the warp, the AMP dtype a pre-Ampere GPU gets, checkpoints whose tensors were
+saved on another device, the schedule under GradScaler's skipped steps, one GPU per DDP process and
+validation on every rank.
+"""
+import os
+import socket
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import depthlib.train as train_module
+from depthlib.geometry import homography_warp, projection_matrix
+from depthlib.models.mvsnet import variance_cost_volume
+from depthlib.train import TrainConfig, Trainer, native_bf16
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toy_training import ToyNet, ToySet, ToyTask, make_trainer  # noqa: E402
+
+
+def _rotation_y(degrees):
+    a = torch.tensor(degrees * torch.pi / 180, dtype=torch.float64)
+    return torch.tensor([[torch.cos(a), 0, torch.sin(a)], [0, 1, 0], [-torch.sin(a), 0, torch.cos(a)]],
+                        dtype=torch.float64)
+
+
+def dtu_like_warp_inputs(height=64, width=80, depths=48):
+    """A DTU-scale pair at MVSNet's feature resolution: millimetres, planes 425-900 mm, the source
+    camera 120 mm to the side and turned 10 degrees. Returns (feat, src_proj, ref_proj, depth_values)
+    with feat (1, 3, H, W) = [u, v, 1] of each pixel, so a warp of it samples its own coordinates."""
+    K = torch.tensor([[90.0, 0, (width - 1) / 2], [0, 90.0, (height - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+    ref_ext, src_ext = torch.eye(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+    src_ext[:3, :3] = _rotation_y(-10)
+    src_ext[:3, 3] = torch.tensor([-120.0, 5.0, 20.0])
+    ref_proj, src_proj = (projection_matrix(K, e)[None].float() for e in (ref_ext, src_ext))
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                          indexing="ij")
+    feat = torch.stack([u, v, torch.ones_like(u)])[None]
+    return feat, src_proj, ref_proj, torch.linspace(425.0, 900.0, depths)[None]
+
+
+def sampled_pixels(feat, src_proj, ref_proj, depth_values):
+    """The source pixel (u, v) each warped sample was read at, (1, 2, D, H, W) in float32, NaN where
+    the bilinear footprint leaves the image (bilinear sampling of a linear ramp is exact inside)."""
+    warped = homography_warp(feat, src_proj, ref_proj, depth_values).float()
+    inside = (warped[:, 2:3] > 1 - 1e-4).expand(-1, 2, -1, -1, -1)
+    return torch.where(inside, warped[:, :2], torch.full_like(warped[:, :2], float("nan")))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_warp_under_cpu_autocast_matches_fp32_at_dtu_scales(dtype):
+    inputs = dtu_like_warp_inputs()
+    reference = sampled_pixels(*inputs)
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            autocast = sampled_pixels(*inputs)
+    except RuntimeError as error:  # an older PyTorch without fp16 CPU autocast
+        pytest.skip(f"CPU autocast in {dtype}: {error}")
+    inside = reference.isfinite()
+    assert inside.float().mean() > 0.5  # most samples land inside the source image
+    assert torch.equal(inside, autocast.isfinite())
+    assert (autocast[inside] - reference[inside]).abs().max() < 0.05  # pixels
+
+
+def test_the_warp_and_the_variance_volume_stay_float32_under_autocast():
+    feat, src_proj, ref_proj, depth_values = dtu_like_warp_inputs(16, 20, 8)
+    ref_feat, src_feat = (torch.rand(1, 4, 16, 20).bfloat16() for _ in range(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        warped = homography_warp(src_feat, src_proj, ref_proj, depth_values)
+        volume = variance_cost_volume(ref_feat, [src_feat], ref_proj, [src_proj], depth_values)
+    assert warped.dtype == volume.dtype == torch.float32
+    expected = variance_cost_volume(ref_feat.float(), [src_feat.float()], ref_proj, [src_proj], depth_values)
+    torch.testing.assert_close(volume, expected)
+
+
+class _FakeCuda:
+    """torch.cuda as a GPU of the given compute capability reports itself (bf16 emulated below 8.0)."""
+
+    def __init__(self, monkeypatch, capability, old_torch=False):
+        def is_bf16_supported(*args, **kwargs):
+            if old_torch and kwargs:
+                raise TypeError("is_bf16_supported() got an unexpected keyword argument 'including_emulation'")
+            return capability[0] >= 8 or kwargs.get("including_emulation", True)
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+
+@pytest.mark.parametrize("old_torch", [False, True], ids=["torch>=2.3", "torch<2.3"])
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True)],
+                         ids=["T4", "A100", "H100"])
+def test_auto_amp_is_fp16_with_a_scaler_on_a_pre_ampere_gpu(monkeypatch, capability, native, old_torch):
+    _FakeCuda(monkeypatch, capability, old_torch)
+    assert native_bf16("cuda") is native
+    fake = type("FakeTrainer", (), {"device": torch.device("cuda"), "config": TrainConfig(amp="auto")})()
+    assert Trainer._amp_dtype(fake) == (torch.bfloat16 if native else torch.float16)
+
+
+def test_amp_is_off_on_the_cpu_whatever_is_asked():
+    for amp in ("auto", "bf16", "fp16"):
+        trainer = Trainer(ToyNet(), ToySet(), ToyTask(), "unused", TrainConfig(amp=amp, progress=False, device="cpu"))
+        assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
+
+
+def test_resume_from_a_checkpoint_whose_tensors_were_saved_on_another_device(tmp_path, monkeypatch):
+    """A checkpoint written on a GPU holds CUDA tensors; loaded without map_location="cpu" its RNG
+    states would land on the GPU, where torch.set_rng_state cannot take them. The stand-in: a
+    torch.load that leaves every tensor on the 'meta' device unless asked to map it to the CPU."""
+    straight = make_trainer(tmp_path / "straight")
+    straight.fit()
+    make_trainer(tmp_path / "split").fit(stop_after=3)
+    real_load, asked = torch.load, []
+
+    def load_from_another_device(path, map_location=None, **kwargs):
+        asked.append(map_location)
+        state = real_load(path, map_location="cpu", **kwargs)
+        if map_location is None or torch.device(map_location).type != "cpu":
+            state = _to_meta(state)
+        return state
+
+    monkeypatch.setattr(torch, "load", load_from_another_device)
+    resumed = make_trainer(tmp_path / "split", model_seed=123)
+    resumed.fit(resume=True)
+    assert asked and all(torch.device(m).type == "cpu" for m in asked)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def _to_meta(value):
+    if torch.is_tensor(value):
+        return value.to("meta")
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_meta(v) for v in value)
+    return value
+
+
+def test_the_schedule_does_not_step_when_the_scaler_skips_the_optimiser_step(tmp_path):
+    trainer = make_trainer(tmp_path)
+    # a scale so large that the scaled gradients overflow: GradScaler must skip this step
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=3e38)
+    batch = next(iter(trainer._epoch_loader()))
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would be an error
+        trainer._train_step(trainer._to_device(batch))
+    assert trainer.scaler.get_scale() < 3e38  # the step was skipped and the scale lowered
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in weights.items())
+    assert trainer.scheduler.last_epoch == 0  # and the schedule did not move
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    trainer._train_step(trainer._to_device(batch))
+    assert trainer.scheduler.last_epoch == 1
+
+
+def test_each_distributed_process_trains_on_its_own_gpu():
+    device = train_module._training_device
+    assert device("cuda", local_rank=1, world_size=2) == torch.device("cuda", 1)
+    assert device("cuda:0", local_rank=1, world_size=2) == torch.device("cuda", 0)  # explicit index kept
+    assert device("cpu", local_rank=1, world_size=2) == torch.device("cpu")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _validating_worker(rank, world_size, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    trainer = make_trainer(out_dir, epochs=1, batch_size=2, dropout=False)
+
+    def evaluate(model):
+        Path(out_dir, f"validated-by-rank{rank}").touch()
+        return {"weight_norm": float(sum(p.norm() for p in model.parameters()))}
+
+    trainer.evaluate = evaluate
+    history = trainer.fit()
+    torch.distributed.barrier()  # would time out if a rank were still inside a collective
+    Path(out_dir, f"rank{rank}.txt").write_text(repr(history[-1]["val_weight_norm"]))
+    torch.distributed.destroy_process_group()
+
+
+def test_every_rank_validates_so_none_waits_in_a_collective(tmp_path):
+    mp.start_processes(_validating_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    assert (tmp_path / "validated-by-rank0").is_file() and (tmp_path / "validated-by-rank1").is_file()
+    # the same weights on both ranks give the same validation result
+    assert (tmp_path / "rank0.txt").read_text() == (tmp_path / "rank1.txt").read_text()
