@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test unit nbval book book-structure browser-assets browser-test clean
+.PHONY: all venv test unit nbval book book-structure browser-assets browser-test clean gpu-check
 
 all: test
 
@@ -66,3 +66,11 @@ browser-assets: $(STAMP)
 
 clean:
 	rm -rf _build _config.structural.yml
+
+# The GPU path end to end, on any CUDA machine (never CI, which has no GPU): pytest -m cuda, every
+# chapter of both editions on the gpu profile, python -m depthlib.bench; one summary table at the
+# end (GPU_CHECK_OUT/summary.md). Uses .venv when there is one, else the machine's python3.
+GPU_CHECK_OUT ?= runs/gpu-check
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) -m depthlib.gpucheck --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)

@@ -79,7 +79,8 @@ def _train_densedepth(args) -> int:
         model.load_state_dict(init.state_dict())
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
                          lr=1e-4 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
-                         channels_last=args.channels_last,
+                         channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
+                         sync_bn=args.sync_bn,
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
 
@@ -143,7 +144,8 @@ def _train_mvsnet(args) -> int:
         model.load_state_dict(load_mvsnet(args.init).state_dict())
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
                          lr=1e-3 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
-                         channels_last=args.channels_last,
+                         channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
+                         sync_bn=args.sync_bn,
                          compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
@@ -326,6 +328,10 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto")
     train.add_argument("--channels-last", action="store_true")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--cudnn-benchmark", action="store_true",
+                       help="let cuDNN pick the fastest convolution algorithms for the run's sizes (GPU)")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="under torchrun on GPUs: BatchNorm statistics over the global batch")
     train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     train.add_argument("--val", action="store_true", help="evaluate on the test split after every epoch")
     train.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,8 @@ import sys
 import time
 
 __all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "bench_mvsnet", "mvsnet_step_stats",
-           "bench_models", "device_label", "format_table", "main"]
+           "bench_models", "bench_variants", "kernel_breakdown", "kernel_category", "device_label", "format_table",
+           "main"]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -58,10 +59,12 @@ def bench_render(frames: int = 64, sizes=((128, 160), (480, 640)), workers=(1, 2
 
 
 def densedepth_step_stats(encoder="densenet169", height=480, width=640, batch=8, fast=False, compile=False,
-                          steps=5, warmup=2, device=None) -> dict:
+                          steps=5, warmup=2, device=None, amp=None, channels_last=None,
+                          cudnn_benchmark=False) -> dict:
     """Time DenseDepth training steps (forward, backward, Adam) through the Trainer's own step.
 
-    ``fast``: AMP (bf16 / fp16, CUDA only) + channels_last; ``compile`` adds torch.compile.
+    ``fast``: AMP (bf16 / fp16, CUDA only) + channels_last; ``amp`` / ``channels_last`` set either
+    alone; ``compile`` adds torch.compile; ``cudnn_benchmark`` lets cuDNN time its algorithms.
     Returns seconds per step, images/s and peak memory in MiB (CUDA allocator, else process RSS).
     """
     import torch
@@ -74,8 +77,10 @@ def densedepth_step_stats(encoder="densenet169", height=480, width=640, batch=8,
     torch.manual_seed(0)
     images = torch.rand(batch, 3, height, width)
     depth = 1 + 9 * torch.rand(batch, 1, height, width)
-    config = TrainConfig(batch_size=batch, amp="auto" if fast else "off", channels_last=fast, compile=compile,
-                         progress=False, device=device)
+    amp = fast if amp is None else amp
+    channels_last = fast if channels_last is None else channels_last
+    config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
+                         compile=compile, cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
     trainer = Trainer(DenseDepth(encoder), TensorDataset(images), DenseDepthTask(), "unused", config)
     batch_dict = trainer._to_device({"image": images, "depth": depth, "mask": depth > 0})
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -121,11 +126,12 @@ def bench_densedepth(compile=False, encoders=None, steps=5) -> list[dict]:
 
 
 def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=False, train=True, steps=5,
-                      warmup=2, device=None) -> dict:
+                      warmup=2, device=None, channels_last=False, cudnn_benchmark=False) -> dict:
     """Time MVSNet (with refinement) steps: training (forward, backward, Adam, through the Trainer's
     own step) or inference (eval mode, no_grad, in-place cost volume). ``amp``: autocast (bf16 /
-    fp16, CUDA only). Returns seconds per step, samples/s and peak memory in MiB (CUDA allocator,
-    else process RSS)."""
+    fp16, CUDA only); ``channels_last``: the Trainer's (channels_last_3d for the 3D U-Net);
+    ``cudnn_benchmark``: cuDNN times its algorithms. Returns seconds per step, samples/s and peak
+    memory in MiB (CUDA allocator, else process RSS)."""
     import torch
     from torch.utils.data import TensorDataset
 
@@ -133,18 +139,9 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     from depthlib.train import MVSNetTask, TrainConfig, Trainer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    # a forward-facing rig: view v is shifted sideways by v * 5 % of the depth
-    K = torch.tensor([[width / 4.0, 0, width / 8 - 0.5], [0, width / 4.0, height / 8 - 0.5], [0, 0, 1]])
-    proj = torch.eye(4).repeat(batch, views, 1, 1)
-    for v in range(views):
-        proj[:, v, :3, :4] = K @ torch.cat([torch.eye(3), torch.tensor([[0.05 * v], [0.0], [0.0]])], dim=1)
-    batch_dict = {"imgs": torch.rand(batch, views, 3, height, width), "proj_matrices": proj,
-                  "depth_values": torch.linspace(0.5, 1.5, depths).repeat(batch, 1),
-                  "depth": 0.5 + torch.rand(batch, 1, height // 4, width // 4),
-                  "mask": torch.ones(batch, 1, height // 4, width // 4, dtype=torch.bool),
-                  "depth_interval": torch.full((batch,), 1.0 / (depths - 1))}
-    config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", progress=False, device=device)
+    batch_dict = _mvsnet_batch(height, width, depths, views, batch)
+    config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
+                         cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
     trainer = Trainer(MVSNet(), TensorDataset(batch_dict["imgs"]), MVSNetTask(), "unused", config)
     batch_dict = trainer._to_device(batch_dict)
     if train:
@@ -170,6 +167,23 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"seconds": seconds, "samples/s": batch / seconds, "peak MiB": peak, "amp": str(trainer.amp_dtype)}
+
+
+def _mvsnet_batch(height, width, depths, views, batch) -> dict:
+    """A synthetic MVSNet training batch (seeded): a forward-facing rig in which view v is shifted
+    sideways by v * 5 % of the depth, random images, depth in [0.5, 1.5]."""
+    import torch
+
+    torch.manual_seed(0)
+    K = torch.tensor([[width / 4.0, 0, width / 8 - 0.5], [0, width / 4.0, height / 8 - 0.5], [0, 0, 1]])
+    proj = torch.eye(4).repeat(batch, views, 1, 1)
+    for v in range(views):
+        proj[:, v, :3, :4] = K @ torch.cat([torch.eye(3), torch.tensor([[0.05 * v], [0.0], [0.0]])], dim=1)
+    return {"imgs": torch.rand(batch, views, 3, height, width), "proj_matrices": proj,
+            "depth_values": torch.linspace(0.5, 1.5, depths).repeat(batch, 1),
+            "depth": 0.5 + torch.rand(batch, 1, height // 4, width // 4),
+            "mask": torch.ones(batch, 1, height // 4, width // 4, dtype=torch.bool),
+            "depth_interval": torch.full((batch,), 1.0 / (depths - 1))}
 
 
 def bench_mvsnet(steps=5) -> list[dict]:
@@ -210,6 +224,141 @@ def bench_models(compile=False, steps=5, encoders=None) -> list[dict]:
     return rows + bench_mvsnet(steps=steps)
 
 
+def _one(kind: str, settings: dict) -> dict:
+    """One benchmark setting in a fresh process (its own peak memory); ``{"error": ...}`` if it failed."""
+    out = subprocess.run([sys.executable, "-m", "depthlib.bench", kind, json.dumps(settings)],
+                         capture_output=True, text=True)
+    if out.returncode:
+        lines = out.stderr.strip().splitlines() or ["no output"]
+        return {"error": lines[-1][:100]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_variants(compile=False, steps=10) -> list[dict]:
+    """Each switch of the fast path alone and together (GPU: the papers' sizes; CPU: the cpu
+    profile's): AMP, channels_last, cudnn.benchmark [, torch.compile], for DenseDepth training and
+    MVSNet training / inference; speed-up over each group's first row. What the default table's
+    fast path is made of, measured rather than guessed."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    dd = dict(encoder="densenet169", height=480, width=640, batch=8) if cuda else \
+        dict(encoder="small", height=96, width=128, batch=4)
+    mvs = dict(height=512, width=640, depths=192, views=3, batch=1) if cuda else \
+        dict(height=128, width=160, depths=32, views=3, batch=2)
+    dd_modes = [("fp32", {}), ("fp32 + benchmark", {"cudnn_benchmark": True}),
+                ("AMP", {"amp": True, "channels_last": False}), ("AMP + channels_last", {"fast": True}),
+                ("AMP + channels_last + benchmark", {"fast": True, "cudnn_benchmark": True})]
+    if compile:
+        dd_modes.append(("AMP + channels_last + benchmark + compile",
+                         {"fast": True, "cudnn_benchmark": True, "compile": True}))
+    mvs_modes = [("fp32", {}), ("fp32 + benchmark", {"cudnn_benchmark": True}), ("AMP", {"amp": True}),
+                 ("AMP + benchmark", {"amp": True, "cudnn_benchmark": True}),
+                 ("AMP + channels_last + benchmark", {"amp": True, "channels_last": True, "cudnn_benchmark": True})]
+    groups = [(f"DenseDepth-{dd['encoder']}", f"{dd['height']}x{dd['width']} x{dd['batch']}", "train",
+               "_densedepth_one", dd, dd_modes, "images/s")]
+    for phase in ("train", "infer"):
+        groups.append(("MVSNet", f"{mvs['height']}x{mvs['width']} D={mvs['depths']} x{mvs['batch']}", phase,
+                       "_mvsnet_one", dict(mvs, train=phase == "train"), mvs_modes, "samples/s"))
+    rows = []
+    for model, size, phase, kind, base_settings, modes, rate in groups:
+        base = None
+        for name, extra in modes:
+            stats = _one(kind, dict(base_settings, steps=steps, **extra))
+            row = {"model": model, "input": size, "mode": f"{phase} {name}"}
+            if "error" in stats:
+                rows.append(dict(row, **{"step (s)": "failed", "samples/s": stats["error"], "speed-up": "",
+                                         "peak MiB": ""}))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                continue
+            base = base or stats[rate]
+            rows.append(dict(row, **{"step (s)": f"{stats['seconds']:.4f}", "samples/s": f"{stats[rate]:.2f}",
+                                     "speed-up": f"{stats[rate] / base:.2f}x", "peak MiB": f"{stats['peak MiB']:.0f}"}))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # a stopped run keeps its rows
+    return rows
+
+
+KERNEL_CATEGORIES = (  # (category, regular expression over CUDA kernel names), first match wins
+    ("layout (NCHW <-> NHWC)", r"nchwtonhwc|nhwctonchw|transpose|permute"),
+    ("convolution", r"conv|xmma|implicit_gemm|fprop|dgrad|wgrad|winograd|cutlass|gemm|cudnn::(?!bn)"),
+    ("batch norm", r"batch_norm|batchnorm|\bbn_|_bn_|welford"),
+    ("concat / copy", r"cat|copy|contiguous"),
+    ("element-wise", r"elementwise|threshold|relu|add|mul|div|sub|fill|where|clamp|pow|sqrt|exp|log"),
+    ("reduction", r"reduce|sum|mean|norm|softmax"),
+    ("pooling / sampling", r"pool|grid_sampler|upsample|interpolate"),
+)
+
+
+def kernel_category(name: str) -> str:
+    """The category of a CUDA kernel's name (see ``KERNEL_CATEGORIES``), else "other"."""
+    import re
+
+    lowered = name.lower()
+    for category, pattern in KERNEL_CATEGORIES:
+        if re.search(pattern, lowered):
+            return category
+    return "other"
+
+
+def kernel_breakdown(model: str = "densedepth", fast: bool = True, steps: int = 3, warmup: int = 2) -> list[dict]:
+    """Where a training step's GPU time goes, by kernel category (torch.profiler; CUDA only).
+
+    ``model``: "densedepth" (DenseNet-169, 480x640 batch 8) or "mvsnet" (512x640, D=192, batch 1);
+    ``fast``: the fast path (AMP [+ channels_last for DenseDepth]) instead of fp32. Rows: category,
+    GPU milliseconds per step, share of the step's kernel time, number of kernel launches per step.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("kernel_breakdown: needs a CUDA GPU (it times CUDA kernels)")
+    if model not in ("densedepth", "mvsnet"):
+        raise ValueError(f"kernel_breakdown: model {model!r}, expected 'densedepth' or 'mvsnet'")
+    step = _profiled_step(model, fast)
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    totals, counts = {}, {}
+    for event in prof.key_averages():
+        if event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        micros = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        category = kernel_category(event.key)
+        totals[category] = totals.get(category, 0.0) + micros
+        counts[category] = counts.get(category, 0) + event.count
+    whole = sum(totals.values()) or 1.0
+    return [{"kernels": category, "ms / step": f"{micros / steps / 1000:.2f}", "share": f"{micros / whole:.0%}",
+             "launches / step": counts[category] // steps}
+            for category, micros in sorted(totals.items(), key=lambda kv: -kv[1])]
+
+
+def _profiled_step(model: str, fast: bool):
+    """A closure running one training step of ``model`` through the Trainer (for kernel_breakdown)."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from depthlib.models import DenseDepth, MVSNet
+    from depthlib.train import DenseDepthTask, MVSNetTask, TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    if model == "densedepth":
+        images, depth = torch.rand(8, 3, 480, 640), 1 + 9 * torch.rand(8, 1, 480, 640)
+        batch = {"image": images, "depth": depth, "mask": depth > 0}
+        net, task = DenseDepth("densenet169"), DenseDepthTask()
+    else:
+        settings = dict(height=512, width=640, depths=192, views=3, batch=1)
+        batch, net, task = _mvsnet_batch(**settings), MVSNet(), MVSNetTask()
+    config = TrainConfig(batch_size=1, amp="auto" if fast else "off", channels_last=fast and model == "densedepth",
+                         progress=False, device="cuda")
+    trainer = Trainer(net, TensorDataset(torch.zeros(1)), task, "unused", config)
+    batch = trainer._to_device(batch)
+    return lambda: trainer._train_step(batch)
+
+
 def device_label() -> str:
     """The device the benchmarks run on, e.g. ``NVIDIA H100 80GB HBM3, torch 2.14.1`` or ``CPU x86_64, 2 cores``."""
     import torch
@@ -231,8 +380,13 @@ def main(argv=None) -> None:
     if argv[:1] == ["_mvsnet_one"]:
         print(json.dumps(mvsnet_step_stats(**json.loads(argv[1]))))
         return
-    parser.add_argument("what", nargs="?", default="models", choices=["models", "render", "densedepth", "mvsnet"],
-                        help="what to benchmark (default: both models in one table)")
+    parser.add_argument("what", nargs="?", default="models",
+                        choices=["models", "render", "densedepth", "mvsnet", "variants", "kernels"],
+                        help="what to benchmark (default: both models in one table); variants: each fast-path "
+                             "switch alone and together; kernels: a training step's GPU time by kernel kind")
+    parser.add_argument("--model", choices=["densedepth", "mvsnet"], default="densedepth",
+                        help="kernels: which model")
+    parser.add_argument("--fp32", action="store_true", help="kernels: profile the fp32 step, not the fast path")
     parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
     parser.add_argument("--compile", action="store_true", help="densedepth, models: also time torch.compile")
     parser.add_argument("--steps", type=int, default=5, help="models, densedepth, mvsnet: timed steps per setting")
@@ -244,6 +398,10 @@ def main(argv=None) -> None:
         print(format_table(bench_render(args.frames)))
     elif args.what == "densedepth":
         print(format_table(bench_densedepth(args.compile, steps=args.steps)))
+    elif args.what == "variants":
+        print(format_table(bench_variants(args.compile, steps=args.steps)))
+    elif args.what == "kernels":
+        print(format_table(kernel_breakdown(args.model, fast=not args.fp32)))
     else:
         print(format_table(bench_mvsnet(steps=args.steps)))
 

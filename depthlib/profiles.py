@@ -1,8 +1,9 @@
 """The ``cpu`` / ``gpu`` run profiles that size every notebook and CLI run (all chapters)."""
 from __future__ import annotations
 
-__all__ = ["Profile", "PROFILES", "resolve_profile_name", "get_profile"]
+__all__ = ["Profile", "PROFILES", "resolve_profile_name", "get_profile", "strict_fp32"]
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -48,14 +49,16 @@ PROFILES = {
                    nyu_train=256, nyu_test=64, mvs_size=(128, 160), mvs_views_per_scan=12,
                    mvs_train_scans=8, mvs_test_scans=2, mvs_lights=3, n_views=3, n_depths=32,
                    batch_size=4, epochs=2, num_workers=0),  # about a minute per chapter on 2 cores
-    # ~15 minutes on a Colab T4. Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192
-    # planes) so that rendering the sets on Colab's 2 CPU cores takes minutes, not an hour;
-    # paper-scale runs use the real data through the CLI.
+    # At most 10 minutes per chapter on Colab's free T4, renders included (about 90 s on a
+    # datacentre GPU). Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192 planes), and
+    # the sets small enough that Colab's 2 CPU cores render them in 1-3 minutes (rooms at
+    # 240x320: about 7 frames/s on 2 cores); 6 epochs are 750 DenseDepth and 288 MVSNet steps.
+    # Paper-scale runs use the real data through the CLI (chapter 11).
     "gpu": Profile(name="gpu", device="cuda", densedepth_encoder="densenet169",
                    nyu_size=(240, 320), nyu_render_size=(240, 320),
-                   nyu_train=3000, nyu_test=300, mvs_size=(256, 320), mvs_views_per_scan=16,
+                   nyu_train=1000, nyu_test=200, mvs_size=(256, 320), mvs_views_per_scan=16,
                    mvs_train_scans=24, mvs_test_scans=4, mvs_lights=3, n_views=3, n_depths=96,
-                   batch_size=8, epochs=10, num_workers=2),
+                   batch_size=8, epochs=6, num_workers=2),
 }
 
 
@@ -105,3 +108,21 @@ def get_profile(name: str = "auto", **overrides) -> Profile:
         _warned_no_cuda = True
     device = "cuda" if cuda else "cpu"
     return dataclasses.replace(PROFILES[resolved], **{"device": device, **overrides})
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """Within this block CUDA computes float32 convolutions and matrix products in full float32.
+
+    By default PyTorch lets cuDNN run float32 convolutions in TF32 on Ampere and newer GPUs: tensor
+    cores with float32's range but a 10-bit mantissa (about 3 significant digits), fast for training
+    but nowhere near float32 round-off. Chapters compare a from-scratch layer with the library's
+    inside this block, so "equal" means equal to float32 round-off on every device. No effect on
+    the CPU. The previous settings are restored on exit.
+    """
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul

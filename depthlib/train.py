@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.std import tqdm as tqdm_std
 
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
-           "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16"]
+           "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16", "to_channels_last"]
 
 
 @dataclasses.dataclass
@@ -38,7 +38,10 @@ class TrainConfig:
     """Training settings. ``amp="auto"``: bf16 on CUDA GPUs with native bf16 (Ampere and newer), else
     fp16 with a GradScaler (a T4 emulates bf16, slowly); off on the CPU. ``checkpoint_every``: also
     checkpoint every N steps (the last epoch's end is always saved). ``schedule``: "constant" or
-    "cosine" (per step, over the whole run). ``sync_bn``: under DDP, BatchNorm statistics over the
+    "cosine" (per step, over the whole run). ``channels_last``: 2D convolutions' weights and image
+    batches in channels_last, 3D convolutions' weights in channels_last_3d. ``cudnn_benchmark``:
+    let cuDNN time its algorithms for each new input shape and keep the fastest (faster steps at a
+    fixed size; not bit-reproducible between runs). ``sync_bn``: under DDP, BatchNorm statistics over the
     global batch (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``device``:
     None or "cuda" picks ``cuda:LOCAL_RANK`` under torchrun (else cuda:0, else the CPU)."""
 
@@ -50,6 +53,7 @@ class TrainConfig:
     grad_clip: Optional[float] = None
     amp: str = "auto"
     channels_last: bool = False
+    cudnn_benchmark: bool = False
     compile: bool = False
     num_workers: int = 0
     seed: int = 0
@@ -170,7 +174,9 @@ class Trainer:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            to_channels_last(self.model)
+        if config.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -352,6 +358,17 @@ class Trainer:
         finally:
             bar.close()
         return history
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Put every 4-D parameter (2D convolutions) in ``channels_last`` and every 5-D one (3D
+    convolutions, MVSNet's cost regulariser) in ``channels_last_3d``, in place; returns ``model``.
+    (``model.to(memory_format=torch.channels_last)`` refuses models with 3D convolutions.)"""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for param in model.parameters():
+        if param.dim() in formats:
+            param.data = param.data.contiguous(memory_format=formats[param.dim()])
+    return model
 
 
 def native_bf16(device=None) -> bool:

@@ -194,3 +194,43 @@ def test_every_rank_validates_so_none_waits_in_a_collective(tmp_path):
     assert (tmp_path / "validated-by-rank0").is_file() and (tmp_path / "validated-by-rank1").is_file()
     # the same weights on both ranks give the same validation result
     assert (tmp_path / "rank0.txt").read_text() == (tmp_path / "rank1.txt").read_text()
+
+
+def test_kernel_names_fall_into_the_categories_the_benchmark_reports():
+    from depthlib.bench import kernel_category
+
+    names = {
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "sm80_xmma_dgrad_implicit_gemm_indexed_tf32f32": "convolution",
+        "cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int=512>": "batch norm",
+        "void at::native::batch_norm_collect_statistics_channels_last_kernel": "batch norm",
+        "void at::native::(anonymous namespace)::CatArrayBatchedCopy<OpaqueType<2u>>": "concat / copy",
+        "void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>": "layout (NCHW <-> NHWC)",
+        "void at::native::vectorized_elementwise_kernel<4, threshold_kernel_impl>": "element-wise",
+        "void at::native::(anonymous namespace)::grid_sampler_3d_kernel<float>": "pooling / sampling",
+        "void at::native::reduce_kernel<512, 1, ReduceOp<float, MeanOps>>": "reduction",
+    }
+    assert {name: kernel_category(name) for name in names} == names
+
+
+def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
+    """model.to(memory_format=channels_last) refuses 5-D weights; the Trainer puts 2D convolutions in
+    channels_last and 3D ones in channels_last_3d, and the step computes the same loss."""
+    from torch.utils.data import TensorDataset
+
+    from depthlib.bench import _mvsnet_batch
+    from depthlib.models import MVSNet
+    from depthlib.train import MVSNetTask
+
+    batch = _mvsnet_batch(64, 64, 8, 3, 1)
+    losses = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        trainer = Trainer(MVSNet(), TensorDataset(torch.zeros(2)), MVSNetTask(), tmp_path,
+                          TrainConfig(batch_size=1, channels_last=channels_last, progress=False, device="cpu"))
+        if channels_last:
+            conv3d = trainer.model.cost_regularization.conv0[0].weight
+            assert conv3d.is_contiguous(memory_format=torch.channels_last_3d)
+            assert trainer.model.feature.layers[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        losses[channels_last] = trainer._train_step(trainer._to_device(batch))["total"]
+    assert abs(losses[True] - losses[False]) < 1e-4 * abs(losses[False])

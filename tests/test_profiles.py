@@ -96,3 +96,19 @@ def test_gpu_profile_without_cuda_warns_once_and_uses_cpu(monkeypatch, no_cuda):
         warnings.simplefilter("error")
         assert get_profile("gpu").device == "cpu"  # second call: no warning
         assert get_profile("cpu").device == "cpu"
+
+
+def test_strict_fp32_turns_tf32_off_inside_and_restores_the_settings():
+    from depthlib.profiles import strict_fp32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+    try:
+        with strict_fp32():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with pytest.raises(KeyError), strict_fp32():  # restored on an exception too
+            raise KeyError("inside")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

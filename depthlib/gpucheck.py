@@ -1,0 +1,138 @@
+"""The GPU check, ``make gpu-check``: the GPU path end to end on any CUDA machine (chapter 11).
+
+CI has no GPU, so this is how a change to anything the ``gpu`` profile, AMP, DDP or the CLI touches
+is checked: ``pytest -m cuda`` (the CUDA-only tests), every chapter of both editions on the ``gpu``
+profile (the chapter runner), and ``python -m depthlib.bench``, each step with a time limit of its
+own so one slow step cannot eat the others. It ends in one summary table (step or chapter, status,
+seconds, key numbers), written to ``OUT/summary.md`` and printed. Usage:
+``python -m depthlib.gpucheck [--out DIR] [--lang en|zh|both] [--chapters 04 05 ...] [--no-bench]
+[--bench-args "--compile"] [--step-timeout S]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+__all__ = ["run_step", "slowest_cells", "summary_table", "main"]
+
+
+def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
+    """Run ``command``, its output teed to ``log``; ``{"step", "status", "seconds", "detail"}``."""
+    start = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as sink:
+        try:
+            result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout)
+            status = "ok" if result.returncode == 0 else f"failed (exit {result.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {timeout:.0f} s"
+    text = log.read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1),
+            "detail": lines[-1][:200] if lines else ""}
+
+
+def slowest_cells(notebook: Path, n: int = 3) -> str:
+    """The ``n`` slowest cells of a notebook executed by papermill, e.g. "cell 14 41.2 s; cell 9 3.1 s"."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    timed = [(cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0, index)
+             for index, cell in enumerate(cells) if cell.get("cell_type") == "code"]
+    return "; ".join(f"cell {index} {seconds:.1f} s" for seconds, index in sorted(timed, reverse=True)[:n])
+
+
+def _numbers(records: dict, limit: int = 6) -> str:
+    parts = []
+    for name, entry in list(records.items())[:limit]:
+        value = entry["value"]
+        text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+        parts.append(f"{name} {text}{' ' + entry['unit'] if entry.get('unit') else ''}")
+    return "; ".join(parts)
+
+
+def summary_table(steps: list[dict], chapters: dict | None, out: Path) -> str:
+    """One Markdown table: the steps, then one row per chapter (status, seconds, key numbers, or
+    the failing cell), then where each chapter spent its time."""
+    rows = ["| step / chapter | status | seconds | key numbers / detail |", "|---|---|---:|---|"]
+    for step in steps:
+        rows.append(f"| {step['step']} | {step['status']} | {step['seconds']:.1f} | {step['detail']} |")
+    slow = []
+    for chapter in (chapters or {}).get("chapters", []):
+        name = f"{chapter['lang']}/{chapter['chapter']}"
+        if chapter["status"] == "ok":
+            detail = _numbers(chapter.get("records", {}))
+        else:
+            error = chapter.get("error") or {}
+            line = f" at `{error['line']}`" if error.get("line") else ""
+            message = f" {error['message']}" if error.get("message") else ""
+            detail = f"cell {error.get('cell')}: {error.get('ename')}:{message}{line}"[:240]
+        rows.append(f"| {name} | {chapter['status']} | {chapter['seconds']:.1f} | {detail.replace('|', '/')} |")
+        cells = slowest_cells(out / "chapters" / chapter["lang"] / f"{chapter['chapter']}.ipynb")
+        if cells:
+            slow.append(f"- {name}: {cells}")
+    return "\n".join(rows + ([("\nSlowest cells:"), *slow] if slow else []))
+
+
+def _device_label() -> str:
+    from depthlib.bench import device_label
+
+    return device_label()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m depthlib.gpucheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/gpu-check", help="output folder (logs, executed chapters, summary)")
+    parser.add_argument("--lang", choices=["en", "zh", "both"], default="both")
+    parser.add_argument("--chapters", nargs="*", default=[], help="chapters to run (default: all)")
+    parser.add_argument("--no-tests", action="store_true", help="skip pytest -m cuda")
+    parser.add_argument("--no-chapters", action="store_true", help="skip the chapters")
+    parser.add_argument("--no-bench", action="store_true", help="skip the benchmark")
+    parser.add_argument("--bench-args", default="", help="extra arguments for python -m depthlib.bench")
+    parser.add_argument("--step-timeout", type=float, default=3600, help="seconds allowed per step")
+    args = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA device here; it checks the GPU path, so it needs a GPU machine", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    python, steps, chapters = sys.executable, [], None
+    if not args.no_tests:
+        step = run_step("pytest -m cuda", [python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+                                           "tests"], out / "pytest-cuda.log", args.step_timeout)
+        steps.append(step)
+    if not args.no_chapters:
+        command = [python, "-m", "depthlib.chapters", "run", "--lang", args.lang, "--profile", "gpu",
+                   "--out", str(out / "chapters"), "--no-progress", *args.chapters]
+        steps.append(run_step(f"chapters ({args.lang}, gpu profile)", command, out / "chapters.log",
+                              args.step_timeout))
+        summary = out / "chapters" / "summary.json"
+        chapters = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
+    if not args.no_bench:
+        command = [python, "-m", "depthlib.bench", *shlex.split(args.bench_args)]
+        steps.append(run_step("python -m depthlib.bench " + args.bench_args, command, out / "bench.md",
+                              args.step_timeout))
+    table = summary_table(steps, chapters, out)
+    text = f"# gpu-check: {_device_label()}, {date.today().isoformat()}\n\n{table}\n"
+    bench = out / "bench.md"
+    if bench.is_file() and not args.no_bench:
+        text += "\n## Benchmark\n\n" + re.sub(r"(?m)^# ", "", bench.read_text(encoding="utf-8"))
+    (out / "summary.md").write_text(text, encoding="utf-8")
+    print(text)
+    failed = [s for s in steps if s["status"] != "ok"] + [
+        c for c in (chapters or {}).get("chapters", []) if c["status"] != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
