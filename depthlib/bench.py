@@ -234,7 +234,7 @@ def _one(kind: str, settings: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_variants(compile=False, steps=10) -> list[dict]:
+def bench_variants(compile=False, steps=10, groups=("densedepth", "mvsnet-train", "mvsnet-infer")) -> list[dict]:
     """Each switch of the fast path alone and together (GPU: the papers' sizes; CPU: the cpu
     profile's): AMP, channels_last, cudnn.benchmark [, torch.compile], for DenseDepth training and
     MVSNet training / inference; speed-up over each group's first row. What the default table's
@@ -250,18 +250,20 @@ def bench_variants(compile=False, steps=10) -> list[dict]:
                 ("AMP", {"amp": True, "channels_last": False}), ("AMP + channels_last", {"fast": True}),
                 ("AMP + channels_last + benchmark", {"fast": True, "cudnn_benchmark": True})]
     if compile:
-        dd_modes.append(("AMP + channels_last + benchmark + compile",
-                         {"fast": True, "cudnn_benchmark": True, "compile": True}))
+        dd_modes.append(("AMP + channels_last + compile", {"fast": True, "compile": True}))
     mvs_modes = [("fp32", {}), ("fp32 + benchmark", {"cudnn_benchmark": True}), ("AMP", {"amp": True}),
                  ("AMP + benchmark", {"amp": True, "cudnn_benchmark": True}),
                  ("AMP + channels_last + benchmark", {"amp": True, "channels_last": True, "cudnn_benchmark": True})]
-    groups = [(f"DenseDepth-{dd['encoder']}", f"{dd['height']}x{dd['width']} x{dd['batch']}", "train",
-               "_densedepth_one", dd, dd_modes, "images/s")]
+    known = {"densedepth": (f"DenseDepth-{dd['encoder']}", f"{dd['height']}x{dd['width']} x{dd['batch']}", "train",
+                            "_densedepth_one", dd, dd_modes, "images/s")}
     for phase in ("train", "infer"):
-        groups.append(("MVSNet", f"{mvs['height']}x{mvs['width']} D={mvs['depths']} x{mvs['batch']}", phase,
-                       "_mvsnet_one", dict(mvs, train=phase == "train"), mvs_modes, "samples/s"))
+        known[f"mvsnet-{phase}"] = ("MVSNet", f"{mvs['height']}x{mvs['width']} D={mvs['depths']} x{mvs['batch']}",
+                                    phase, "_mvsnet_one", dict(mvs, train=phase == "train"), mvs_modes, "samples/s")
+    unknown = sorted(set(groups) - set(known))
+    if unknown:
+        raise ValueError(f"bench_variants: unknown group(s) {unknown}, expected some of {sorted(known)}")
     rows = []
-    for model, size, phase, kind, base_settings, modes, rate in groups:
+    for model, size, phase, kind, base_settings, modes, rate in (known[group] for group in groups):
         base = None
         for name, extra in modes:
             stats = _one(kind, dict(base_settings, steps=steps, **extra))
@@ -387,6 +389,8 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=["densedepth", "mvsnet"], default="densedepth",
                         help="kernels: which model")
     parser.add_argument("--fp32", action="store_true", help="kernels: profile the fp32 step, not the fast path")
+    parser.add_argument("--groups", nargs="+", default=["densedepth", "mvsnet-train", "mvsnet-infer"],
+                        help="variants: which groups of rows (densedepth, mvsnet-train, mvsnet-infer)")
     parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
     parser.add_argument("--compile", action="store_true", help="densedepth, models: also time torch.compile")
     parser.add_argument("--steps", type=int, default=5, help="models, densedepth, mvsnet: timed steps per setting")
@@ -399,7 +403,7 @@ def main(argv=None) -> None:
     elif args.what == "densedepth":
         print(format_table(bench_densedepth(args.compile, steps=args.steps)))
     elif args.what == "variants":
-        print(format_table(bench_variants(args.compile, steps=args.steps)))
+        print(format_table(bench_variants(args.compile, steps=args.steps, groups=args.groups)))
     elif args.what == "kernels":
         print(format_table(kernel_breakdown(args.model, fast=not args.fp32)))
     else:
