@@ -334,8 +334,8 @@ def _fuse(args) -> int:
               "thresholds, --depth-folder and that cams/ hold K at the depth-map resolution", file=sys.stderr)
         return 1
     write_ply(args.out, points, colors)
-    print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s ({kept}); "
-          f"wrote {args.out}")
+    print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s; wrote {args.out}\n"
+          f"filters: {kept}")
     return 0
 
 

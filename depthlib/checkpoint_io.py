@@ -43,10 +43,14 @@ def save_atomic(obj, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:  # a failed write (disk full, an error, Ctrl-C) leaves no half file behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     _fsync_folder(path.parent)
     return path
@@ -69,9 +73,11 @@ def read_torch_file(path, map_location="cpu", mmap: bool = False):
         raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path}: holds objects a weights-only load refuses ({_first_line(error)}); expected a "
-                         "depthlib checkpoint or weights file") from error
+    except pickle.UnpicklingError as error:  # another file, or pickled objects: never run them
+        _, found, reason = str(error).partition("WeightsUnpickler error:")
+        reason = " ".join(reason.split()).split(". ")[0][:200] if found else _first_line(error)
+        raise ValueError(f"{path}: not a depthlib checkpoint or weights file; a weights-only load refuses it "
+                         f"({reason})") from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise ValueError(f"{path}: cannot read it as a PyTorch checkpoint ({_first_line(error)}); a truncated "
                          "copy or download, or another kind of file?") from error

@@ -226,6 +226,8 @@ def fuse_scan(folder, depth_folder: str = "depth_est", **thresholds):
 
     folder = Path(folder)
     pair_entries = read_pair_file(folder / "pair.txt")
+    if not pair_entries:
+        raise ValueError(f"{folder / 'pair.txt'}: lists no view, expected the views written by 'infer mvsnet'")
     views = sorted({ref for ref, _ in pair_entries} | {src for _, sources in pair_entries for src, _ in sources})
     index = {view: i for i, view in enumerate(views)}
     loaded = [_read_view(folder, depth_folder, view) for view in views]
@@ -296,6 +298,9 @@ def _ply_header(path: Path, handle):
         if words[:1] == ["format"] and len(words) == 3:
             fmt = words[1]
         elif words[:1] == ["element"] and len(words) == 3:
+            if not words[2].isdigit():
+                raise ValueError(f"{path}:{number}: {' '.join(words)!r}, expected 'element <name> <count>' with a "
+                                 "non-negative integer count")
             elements.append((words[1], int(words[2]), []))
         elif words[:1] == ["property"] and elements:
             if not (words[1] == "list" and len(words) == 5 or len(words) == 3 and words[1] in _PLY_TYPES):
@@ -337,10 +342,13 @@ def read_ply(path):
                 raise ValueError(f"{path}: an ascii vertex line has fewer than {len(properties)} values")
             table = np.array([tuple(row[:len(properties)]) for row in rows], dtype=[(n, "U32") for n, _ in properties])
             vertices = table.astype(dtype) if count else np.empty(0, dtype)
-        else:
-            vertices = np.frombuffer(handle.read(count * dtype.itemsize), dtype=dtype)
-            if len(vertices) != count:
-                raise ValueError(f"{path}: {len(vertices)} vertices of {dtype.itemsize} bytes, expected {count}")
+        else:  # the payload is checked against the header before it is read
+            payload, needed = path.stat().st_size - handle.tell(), count * dtype.itemsize
+            if payload < needed or (len(elements) == 1 and payload != needed):
+                raise ValueError(f"{path}: {payload / dtype.itemsize:g} vertices of {dtype.itemsize} bytes, expected "
+                                 f"{count} ({needed} bytes after the header{', exactly' if len(elements) == 1 else ''};"
+                                 " truncated or padded file?)")
+            vertices = np.frombuffer(handle.read(needed), dtype=dtype)
     missing = [axis for axis in "xyz" if axis not in dtype.names]
     if missing:
         raise ValueError(f"{path}: vertex properties {list(dtype.names)}, expected x, y and z")

@@ -15,6 +15,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -100,8 +101,11 @@ def extract_archive(archive, dest_dir):
     if not archive.is_file():
         raise FileNotFoundError(f"{archive}: no such archive")
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as handle:
-            handle.extractall(dest_dir)
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                handle.extractall(dest_dir)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:  # a corrupt member: name the archive
+            raise ValueError(f"{archive}: cannot unpack ({error}); download it again") from error
         return dest_dir
     if archive.suffix.lower() != ".rar":
         raise ValueError(f"{archive}: not a zip and not a .rar, expected one of them")

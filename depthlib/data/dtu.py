@@ -322,8 +322,7 @@ class DTUMVS(Dataset):
                              "depth map to be a quarter of the image size")
         if not visual_path.is_file():
             raise FileNotFoundError(f"{visual_path}: no such file")
-        with Image.open(visual_path) as visual_file:
-            visual = np.asarray(visual_file.convert("L"))
+        visual = read_image(visual_path)[..., 0]  # a grey PNG: any channel; errors name the file
         if visual.shape != depth.shape:
             raise ValueError(f"{visual_path} is {visual.shape} but {depth_path} is {depth.shape}; expected equal")
         depth = torch.from_numpy(depth)[None]
@@ -443,11 +442,11 @@ class MVSScan(Dataset):
         images, intrinsics, extrinsics, cams = [], [], [], []
         for view in view_ids:
             path = self.image_path(view)
-            with Image.open(path) as image:
-                original = image.size  # (W, H)
-                if self.size is not None:
-                    image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            image = Image.fromarray(read_image(path))  # errors name the file
+            original = image.size  # (W, H)
+            if self.size is not None:
+                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            images.append(np.asarray(image, dtype=np.uint8))
             if images[-1].shape != images[0].shape:
                 raise ValueError(f"{path} is {images[-1].shape[:2]}, expected {images[0].shape[:2]} like the "
                                  "reference image")

@@ -139,7 +139,11 @@ def read_synthetic_meta(root_or_zip):
 
     Real NYU downloads have no such file (FileNotFoundError).
     """
-    meta = json.loads(_Source(root_or_zip).read(_META))
+    source = _Source(root_or_zip)
+    try:
+        meta = json.loads(source.read(_META))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source.describe(_META)}: not valid JSON ({error})") from None
     for split in ("train", "test"):
         for row in meta[split]:
             row["K"], row["extrinsic"] = np.array(row["K"]), np.array(row["extrinsic"])
