@@ -44,10 +44,12 @@ def save_atomic(obj, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        torch.save(obj, tmp)  # a path: torch's own file writer
+        handle = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
     except BaseException:  # a failed write (disk full, an error, Ctrl-C) leaves no half file behind
         tmp.unlink(missing_ok=True)
         raise

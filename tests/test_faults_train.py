@@ -73,8 +73,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_tmp(tmp_path, monkeypatch):
     first = export_weights(tmp_path / "run" / "checkpoint.pt", tmp_path / "w.pt")
     before = _bytes(first)
 
-    def disk_full(obj, handle):
-        handle.write(b"half a file")
+    def disk_full(obj, path):
+        Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
