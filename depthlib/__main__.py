@@ -64,15 +64,14 @@ def _nyu_data(spec: str, profile, n_train=None, n_test=None):
 
 
 def _train_densedepth(args) -> int:
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.data import NYUDepth
     from depthlib.metrics import evaluate
     from depthlib.models import DenseDepth, predict_depth
     from depthlib.profiles import get_profile
-    from depthlib.checkpoint_io import load_model_state
     from depthlib.train import DenseDepthTask, Trainer
 
     profile = get_profile(args.profile)
-    root = _nyu_data(args.data, profile, args.n_train, args.n_test)
     stored, _ = args.previous
     size = tuple(_default(args.size, stored.get("size"), profile.nyu_size))
     encoder = _default(args.encoder, stored.get("encoder"), profile.densedepth_encoder)
@@ -88,6 +87,7 @@ def _train_densedepth(args) -> int:
             raise ValueError(f"--init {args.init} holds a {init.metadata.get('encoder')!r} encoder, "
                              f"but this run trains {encoder!r} (set --encoder to match)")
         _check_init(args, init.metadata, metadata)
+    root = _nyu_data(args.data, profile, args.n_train, args.n_test)  # after the checks: rendering takes a while
     train_set = NYUDepth(root, "train", size=size, augment=True)
     test_set = NYUDepth(root, "test", size=size) if args.val else None
     pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
@@ -187,20 +187,19 @@ def _data_label(spec: str) -> str:
 def _mvs_sizes(args, profile, metadata=None):
     """Views and planes: the options, else the checkpoint's metadata, else the profile's."""
     metadata = metadata or {}
-    n_views = _default(args.n_views, _default(metadata.get("n_views"), profile.n_views))
-    n_depths = _default(args.n_depths, _default(metadata.get("n_depths"), profile.n_depths))
+    n_views = _default(args.n_views, metadata.get("n_views"), profile.n_views)
+    n_depths = _default(args.n_depths, metadata.get("n_depths"), profile.n_depths)
     return n_views, n_depths
 
 
 def _train_mvsnet(args) -> int:
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.data import DTUMVS
     from depthlib.models import MVSNet, evaluate_mvsnet
     from depthlib.profiles import get_profile
-    from depthlib.checkpoint_io import load_model_state
     from depthlib.train import MVSNetTask, Trainer
 
     profile = get_profile(args.profile)
-    root = _dtu_data(args.data, profile, args.n_scans)
     stored, _ = args.previous
     n_views, n_depths = _mvs_sizes(args, profile, stored)
     interval_scale = _default(args.interval_scale, stored.get("interval_scale"))
@@ -214,6 +213,7 @@ def _train_mvsnet(args) -> int:
 
         init = load_mvsnet(args.init)
         _check_init(args, init.metadata, metadata)
+    root = _dtu_data(args.data, profile, args.n_scans)  # after the checks: rendering takes a while
     train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
     val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale) \
         if args.val else None
