@@ -9,6 +9,7 @@ Under ``torchrun --nproc_per_node N -m depthlib train ...`` training runs with D
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 
-def _size(text: str):
-    try:
-        height, width = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 480x640), got {text!r}") from None
-    return height, width
+from depthlib import cli_args as arg
+
+
+def _default(value, *defaults):
+    """``value`` unless the option was left out (None), else the first default that is not None: 0 is a
+    value, never "the default"."""
+    return next((v for v in (value, *defaults) if v is not None), None)
 
 
 def _render(args) -> int:
@@ -29,16 +31,23 @@ def _render(args) -> int:
     from depthlib.profiles import get_profile
 
     profile = get_profile(args.profile)
+    marker = {"nyu": ("data/nyu2_train.csv", "nyu_data.zip"), "dtu": ("Cameras/pair.txt", "lists")}[args.format]
+    found = [name for name in marker if (Path(args.out) / name).exists()]
+    if found and not args.overwrite:
+        raise FileExistsError(f"{args.out} already holds a data set ({', '.join(found)}): choose another --out, "
+                              "or pass --overwrite to write over it")
     start = time.perf_counter()
     if args.format == "nyu":
-        height, width = args.size or profile.nyu_render_size
-        out = write_nyu_like(args.out, n_train=args.n_train or profile.nyu_train, n_test=args.n_test or profile.nyu_test,
+        height, width = _default(args.size, profile.nyu_render_size)
+        out = write_nyu_like(args.out, n_train=_default(args.n_train, profile.nyu_train),
+                             n_test=_default(args.n_test, profile.nyu_test),
                              height=height, width=width, seed=args.seed, zip=args.zip)
     else:
-        height, width = args.size or profile.mvs_size
-        n_scans = args.n_scans or profile.mvs_train_scans + profile.mvs_test_scans
-        out = write_dtu_like(args.out, n_scans=n_scans, n_views=args.n_views or profile.mvs_views_per_scan,
-                             height=height, width=width, n_lights=args.n_lights or profile.mvs_lights, seed=args.seed)
+        height, width = _default(args.size, profile.mvs_size)
+        n_scans = _default(args.n_scans, profile.mvs_train_scans + profile.mvs_test_scans)
+        out = write_dtu_like(args.out, n_scans=n_scans, n_views=_default(args.n_views, profile.mvs_views_per_scan),
+                             height=height, width=width, n_lights=_default(args.n_lights, profile.mvs_lights),
+                             seed=args.seed)
     print(f"wrote {args.format} set ({height}x{width}) to {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -55,20 +64,21 @@ def _nyu_data(spec: str, profile, n_train=None, n_test=None):
 
 
 def _train_densedepth(args) -> int:
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.data import NYUDepth
     from depthlib.metrics import evaluate
     from depthlib.models import DenseDepth, predict_depth
     from depthlib.profiles import get_profile
-    from depthlib.train import DenseDepthTask, TrainConfig, Trainer
+    from depthlib.train import DenseDepthTask, Trainer
 
     profile = get_profile(args.profile)
-    root = _nyu_data(args.data, profile, args.n_train, args.n_test)
-    size = args.size or profile.nyu_size
-    train_set = NYUDepth(root, "train", size=size, augment=True)
-    test_set = NYUDepth(root, "test", size=size)
-    encoder = args.encoder or profile.densedepth_encoder
-    pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
-    model = DenseDepth(encoder, pretrained=pretrained)
+    stored, _ = args.previous
+    size = tuple(_default(args.size, stored.get("size"), profile.nyu_size))
+    encoder = _default(args.encoder, stored.get("encoder"), profile.densedepth_encoder)
+    max_depth = _default(args.max_depth, stored.get("max_depth"), 10.0)
+    metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": max_depth,
+                "data": _data_label(args.data), "init": Path(args.init).name if args.init else None}
+    init = None
     if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
         from depthlib.models import load_densedepth
 
@@ -76,29 +86,85 @@ def _train_densedepth(args) -> int:
         if init.metadata.get("encoder") != encoder:
             raise ValueError(f"--init {args.init} holds a {init.metadata.get('encoder')!r} encoder, "
                              f"but this run trains {encoder!r} (set --encoder to match)")
-        model.load_state_dict(init.state_dict())
-    config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
-                         lr=1e-4 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
-                         channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
-                         sync_bn=args.sync_bn,
-                         compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+        _check_init(args, init.metadata, metadata)
+    root = _nyu_data(args.data, profile, args.n_train, args.n_test)  # after the checks: rendering takes a while
+    train_set = NYUDepth(root, "train", size=size, augment=True)
+    test_set = NYUDepth(root, "test", size=size) if args.val else None
+    pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
+    model = DenseDepth(encoder, pretrained=pretrained)
+    if init is not None:
+        load_model_state(model, init.state_dict(), args.init)
+    config = _train_config(args, profile, lr=1e-4)
 
     def validate(trained):
-        return evaluate(lambda images: predict_depth(trained, images, args.max_depth), test_set,
-                        flip_tta=False, crop=None, max_depth=args.max_depth)
+        return evaluate(lambda images: predict_depth(trained, images, max_depth), test_set,
+                        flip_tta=False, crop=None, max_depth=max_depth)
 
-    metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": args.max_depth,
-                "data": _data_label(args.data), "init": Path(args.init).name if args.init else None}
-    trainer = Trainer(model, train_set, DenseDepthTask(args.max_depth), args.out, config,
+    trainer = Trainer(model, train_set, DenseDepthTask(max_depth), args.out, config,
                       evaluate=validate if args.val else None, metadata=metadata)
     if trainer.rank == 0:
         print(f"DenseDepth ({encoder}) on {len(train_set)} training images of {size[0]}x{size[1]}, "
               f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
-    history = trainer.fit(resume=args.resume)
-    if trainer.rank == 0 and history:
+    return _fit(trainer, args)
+
+
+def _train_config(args, profile, lr):
+    """The options, else the resumed run's settings, else the profile's (lr: the paper's)."""
+    from depthlib.train import TrainConfig
+
+    _, stored = args.previous
+    return TrainConfig(epochs=_default(args.epochs, stored.get("epochs"), profile.epochs),
+                       batch_size=_default(args.batch_size, stored.get("batch_size"), profile.batch_size),
+                       lr=_default(args.lr, stored.get("lr"), lr),
+                       schedule=_default(args.schedule, stored.get("schedule"), "constant"), amp=args.amp,
+                       channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
+                       sync_bn=args.sync_bn, compile=args.compile, num_workers=profile.num_workers,
+                       seed=_default(args.seed, stored.get("seed"), 0), checkpoint_every=args.checkpoint_every,
+                       progress=not args.no_progress)
+
+
+def _previous_run(args):
+    """(metadata, config) of the run this one continues (--resume) or starts from (--init, metadata only):
+    the defaults of the options left out, so that `--resume` alone continues a run as it was started."""
+    from depthlib.checkpoint_io import read_torch_file
+
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    if args.resume and checkpoint.is_file():
+        state = read_torch_file(checkpoint, mmap=True)
+        return dict(state.get("metadata") or {}), dict(state.get("config") or {})
+    if args.init:
+        from depthlib.data.download import shipped_file
+
+        state = read_torch_file(shipped_file(args.init))
+        return dict(state.get("metadata") or {}) if isinstance(state, dict) else {}, {}
+    return {}, {}
+
+
+def _check_init(args, stored: dict, current: dict) -> None:
+    """--init weights must come from the same architecture; sizes, depth range and planes must match too
+    unless --accept-changes (the data may differ: that is what fine-tuning is for)."""
+    from depthlib.checkpoint_io import run_differences
+
+    run_differences(stored, current, f"--init {args.init}", accept=args.accept_changes, ignore=("init", "data"))
+
+
+def _fit(trainer, args) -> int:
+    """Train, then say what happened: the last epoch, nothing left to train, or failed validations (exit 1)."""
+    history = trainer.fit(resume=args.resume, overwrite=args.overwrite, accept_changes=args.accept_changes)
+    if trainer.rank != 0:
+        return 0
+    if history:
         print(f"done: {trainer.checkpoint_path}; last epoch: " +
               ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
+    else:
+        print(f"nothing to train: {trainer.checkpoint_path} is at epoch {trainer.epoch} of --epochs "
+              f"{trainer.config.epochs} (raise --epochs to train on)")
+    if trainer.failed_validations:
+        epochs = ", ".join(str(epoch) for epoch, _ in trainer.failed_validations)
+        print(f"error: validation failed after epoch(s) {epochs}: {trainer.failed_validations[-1][1]}; the "
+              f"checkpoints are saved in {trainer.out_dir} and log.jsonl records val_error (fix the test data, "
+              "then run eval)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -120,37 +186,42 @@ def _data_label(spec: str) -> str:
 
 
 def _mvs_sizes(args, profile, metadata=None):
+    """Views and planes: the options, else the checkpoint's metadata, else the profile's."""
     metadata = metadata or {}
-    n_views = args.n_views or metadata.get("n_views") or profile.n_views
-    n_depths = args.n_depths or metadata.get("n_depths") or profile.n_depths
+    n_views = _default(args.n_views, metadata.get("n_views"), profile.n_views)
+    n_depths = _default(args.n_depths, metadata.get("n_depths"), profile.n_depths)
     return n_views, n_depths
 
 
 def _train_mvsnet(args) -> int:
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.data import DTUMVS
     from depthlib.models import MVSNet, evaluate_mvsnet
     from depthlib.profiles import get_profile
-    from depthlib.train import MVSNetTask, TrainConfig, Trainer
+    from depthlib.train import MVSNetTask, Trainer
 
     profile = get_profile(args.profile)
-    root = _dtu_data(args.data, profile, args.n_scans)
-    n_views, n_depths = _mvs_sizes(args, profile)
-    train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
-    val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
-    model = MVSNet(refine=not args.no_refine)
+    stored, _ = args.previous
+    n_views, n_depths = _mvs_sizes(args, profile, stored)
+    interval_scale = _default(args.interval_scale, stored.get("interval_scale"))
+    refine = not args.no_refine if args.no_refine is not None else stored.get("refine", True)
+    metadata = {"model": "mvsnet", "refine": refine, "n_views": n_views, "n_depths": n_depths,
+                "interval_scale": interval_scale, "data": _data_label(args.data),
+                "init": Path(args.init).name if args.init else None}
+    init = None
     if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
         from depthlib.models import load_mvsnet
 
-        model.load_state_dict(load_mvsnet(args.init).state_dict())
-    config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
-                         lr=1e-3 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
-                         channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
-                         sync_bn=args.sync_bn,
-                         compile=args.compile, num_workers=profile.num_workers, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-    metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
-                "interval_scale": args.interval_scale, "data": _data_label(args.data),
-                "init": Path(args.init).name if args.init else None}
+        init = load_mvsnet(args.init)
+        _check_init(args, init.metadata, metadata)
+    root = _dtu_data(args.data, profile, args.n_scans)  # after the checks: rendering takes a while
+    train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
+    val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale) \
+        if args.val else None
+    model = MVSNet(refine=refine)
+    if init is not None:
+        load_model_state(model, init.state_dict(), args.init)
+    config = _train_config(args, profile, lr=1e-3)
     trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
                       evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
                       metadata=metadata)
@@ -158,14 +229,14 @@ def _train_mvsnet(args) -> int:
         height, width = train_set[0]["imgs"].shape[-2:]
         print(f"MVSNet on {len(train_set)} training samples of {n_views} views at {height}x{width}, D={n_depths}, "
               f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
-    history = trainer.fit(resume=args.resume)
-    if trainer.rank == 0 and history:
-        print(f"done: {trainer.checkpoint_path}; last epoch: " +
-              ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
-    return 0
+    return _fit(trainer, args)
 
 
 def _train(args) -> int:
+    from depthlib.checkpoint_io import check_run_folder
+
+    check_run_folder(args.out, args.resume, args.overwrite)  # at once, before any data is rendered or read
+    args.previous = _previous_run(args)
     return (_train_mvsnet if args.model == "mvsnet" else _train_densedepth)(args)
 
 
@@ -178,7 +249,7 @@ def _eval_mvsnet(args) -> int:
     model = load_mvsnet(args.ckpt).to(get_profile(args.profile).device)
     profile = get_profile(args.profile)
     n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
-    interval_scale = args.interval_scale or model.metadata.get("interval_scale")
+    interval_scale = _default(args.interval_scale, model.metadata.get("interval_scale"))
     test_set = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                       interval_scale=interval_scale)
     metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline)
@@ -210,7 +281,7 @@ def _infer_mvsnet(args) -> int:
     profile = get_profile(args.profile)
     model = load_mvsnet(args.ckpt).to(profile.device)
     n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
-    interval_scale = args.interval_scale or model.metadata.get("interval_scale")
+    interval_scale = _default(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout: --data synthetic|dtu:PATH --scan scanN
         dataset = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                          interval_scale=interval_scale, scans=[args.scan])
@@ -255,8 +326,17 @@ def _fuse(args) -> int:
                                       pixel_threshold=args.pixel_threshold, depth_threshold=args.depth_threshold,
                                       min_views=args.min_views)
     seconds = time.perf_counter() - start
+    counts = stats["counts"]
+    kept = (f"of {counts['pixels']} reference pixels {counts['with_depth']} have depth, {counts['photometric']} pass "
+            f"the photometric filter (confidence > {args.photometric_threshold:g}), {counts['geometric']} the "
+            f"geometric one (>= {args.min_views} agreeing views), {counts['kept']} both")
+    if len(points) == 0:  # valid, but almost surely a mistake: say which filter removed everything
+        print(f"error: fused 0 points from {len(stats['views'])} views ({kept}); no PLY written. Check the "
+              "thresholds, --depth-folder and that cams/ hold K at the depth-map resolution", file=sys.stderr)
+        return 1
     write_ply(args.out, points, colors)
-    print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s; wrote {args.out}")
+    print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s; wrote {args.out}\n"
+          f"filters: {kept}")
     return 0
 
 
@@ -266,10 +346,11 @@ def _add_fuse_command(commands) -> None:
                                                     "cams/, images/, pair.txt)")
     fuse.add_argument("--out", required=True, help="output point cloud, binary PLY (e.g. cloud.ply)")
     fuse.add_argument("--depth-folder", default="depth_est", help="depth_est (refined) or depth_init")
-    fuse.add_argument("--photometric-threshold", type=float, default=0.8, help="keep confidence > this")
-    fuse.add_argument("--pixel-threshold", type=float, default=1.0, help="max reprojection error, pixels")
-    fuse.add_argument("--depth-threshold", type=float, default=0.01, help="max relative depth difference")
-    fuse.add_argument("--min-views", type=int, default=3, help="source views a pixel must agree with")
+    fuse.add_argument("--photometric-threshold", type=arg.real(0.0, 1.0, high_open=True), default=0.8,
+                      help="keep confidence > this, in [0, 1)")
+    fuse.add_argument("--pixel-threshold", type=arg.positive_real, default=1.0, help="max reprojection error, pixels")
+    fuse.add_argument("--depth-threshold", type=arg.positive_real, default=0.01, help="max relative depth difference")
+    fuse.add_argument("--min-views", type=arg.count, default=3, help="source views a pixel must agree with (0: off)")
     fuse.set_defaults(run=_fuse)
 
 
@@ -279,14 +360,21 @@ def _eval_densedepth(args) -> int:
     from depthlib.metrics import evaluate
     from depthlib.models import DenseDepth, predict_depth
     from depthlib.profiles import get_profile
+    from depthlib.checkpoint_io import load_model_state, run_differences
     from depthlib.train import load_weights
 
     weights, metadata = load_weights(args.ckpt)
+    if metadata.get("model", "densedepth") != "densedepth":
+        raise ValueError(f"{args.ckpt} holds a {metadata['model']!r} model, expected 'densedepth' "
+                         f"(try: eval {metadata['model']})")
+    # the network predicts max_depth / depth: another max_depth would rescale every prediction
+    asked = {key: value for key, value in (("encoder", args.encoder), ("max_depth", args.max_depth)) if value is not None}
+    run_differences(metadata, asked, args.ckpt)
     profile = get_profile(args.profile)
-    size = args.size or tuple(metadata.get("size", profile.nyu_size))
-    max_depth = metadata.get("max_depth", args.max_depth)
-    model = DenseDepth(args.encoder or metadata.get("encoder", "densenet169"))
-    model.load_state_dict(weights)
+    size = _default(args.size, metadata.get("size") and tuple(metadata["size"]), profile.nyu_size)
+    max_depth = _default(args.max_depth, metadata.get("max_depth"), 10.0)
+    model = DenseDepth(_default(args.encoder, metadata.get("encoder"), "densenet169"))
+    load_model_state(model, weights, args.ckpt)
     model.to(profile.device)
     test_set = NYUDepth(_nyu_data(args.data, profile, n_train=0, n_test=args.n_test), "test", size=size)
     metrics = evaluate(lambda images: predict_depth(model, images, max_depth), test_set,
@@ -313,18 +401,20 @@ def _add_train_commands(commands) -> None:
                        help="'synthetic', or 'nyu:PATH' (folder or nyu_data.zip) / 'dtu:PATH' (DTU training layout)")
     train.add_argument("--profile", default="auto", help="cpu | gpu | auto: default sizes, epochs, batch size")
     train.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float,
+    train.add_argument("--epochs", type=arg.positive, help="default: the resumed run's, else the profile's")
+    train.add_argument("--batch-size", type=arg.positive)
+    train.add_argument("--lr", type=arg.non_negative_real,
                        help="learning rate (default: 1e-4 for densedepth, as the paper; 1e-3 for mvsnet, as the paper)")
-    train.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    train.add_argument("--schedule", choices=["constant", "cosine"], help="default: constant")
     train.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
                        help="default: the profile's (small for cpu, densenet169 for gpu)")
-    train.add_argument("--pretrained", default="none", help="none | imagenet (needs internet) | PATH to weights")
-    train.add_argument("--size", type=_size, help="input size HEIGHTxWIDTH (default: the profile's)")
-    train.add_argument("--n-train", type=int, help="synthetic data: training frames (default: the profile's)")
-    train.add_argument("--n-test", type=int, help="synthetic data: test frames (default: the profile's)")
-    train.add_argument("--max-depth", type=float, default=10.0, help="metres; the network predicts max_depth / depth")
+    train.add_argument("--pretrained", type=arg.pretrained, default="none",
+                       help="none | imagenet (needs internet) | PATH to weights")
+    train.add_argument("--size", type=arg.size, help="input size HEIGHTxWIDTH (default: the profile's)")
+    train.add_argument("--n-train", type=arg.positive, help="synthetic data: training frames (default: the profile's)")
+    train.add_argument("--n-test", type=arg.positive, help="synthetic data: test frames (default: the profile's)")
+    train.add_argument("--max-depth", type=arg.positive_real,
+                       help="metres (default 10); the network predicts max_depth / depth")
     train.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto")
     train.add_argument("--channels-last", action="store_true")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -332,25 +422,35 @@ def _add_train_commands(commands) -> None:
                        help="let cuDNN pick the fastest convolution algorithms for the run's sizes (GPU)")
     train.add_argument("--sync-bn", action="store_true",
                        help="under torchrun on GPUs: BatchNorm statistics over the global batch")
-    train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    train.add_argument("--checkpoint-every", type=arg.positive, help="also checkpoint every N steps")
     train.add_argument("--val", action="store_true", help="evaluate on the test split after every epoch")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--seed", type=arg.count, help="default 0")
+    train.add_argument("--resume", action="store_true",
+                       help="continue OUT/checkpoint.pt; options left out take the run's values")
+    train.add_argument("--overwrite", action="store_true",
+                       help="OUT holds a run: delete its checkpoint and log and start again")
+    train.add_argument("--accept-changes", action="store_true",
+                       help="--resume / --init with sizes, depth range, planes or optimiser settings other "
+                            "than the stored run's: go on with the new ones (the model itself must match)")
     train.add_argument("--no-progress", action="store_true")
     _add_mvs_arguments(train)
-    train.add_argument("--no-refine", action="store_true", help="mvsnet: without the refinement network")
-    train.add_argument("--init", help="start from these weights (fine-tuning; a checkpoint or exported file of the same model)")
+    train.add_argument("--no-refine", action="store_true", default=None,
+                       help="mvsnet: without the refinement network")
+    train.add_argument("--init", type=arg.weights_file,
+                       help="start from these weights (fine-tuning; a checkpoint or exported file of the same model)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
     evaluate.add_argument("model", choices=["densedepth", "mvsnet"])
-    evaluate.add_argument("--ckpt", required=True, help="checkpoint.pt or exported weights")
+    evaluate.add_argument("--ckpt", required=True, type=arg.weights_file, help="checkpoint.pt or exported weights")
     evaluate.add_argument("--data", default="synthetic")
     evaluate.add_argument("--profile", default="auto")
-    evaluate.add_argument("--encoder", choices=["densenet169", "densenet121", "small"])
-    evaluate.add_argument("--size", type=_size)
-    evaluate.add_argument("--n-test", type=int)
-    evaluate.add_argument("--max-depth", type=float, default=10.0)
+    evaluate.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
+                          help="default: the checkpoint's (another one is an error)")
+    evaluate.add_argument("--size", type=arg.size)
+    evaluate.add_argument("--n-test", type=arg.positive)
+    evaluate.add_argument("--max-depth", type=arg.positive_real,
+                          help="default: the checkpoint's (another one is an error: it rescales every prediction)")
     evaluate.add_argument("--crop", choices=["eigen", "none"], default="none",
                           help="eigen: NYU's evaluation crop (for the real NYU test set)")
     evaluate.add_argument("--no-flip-tta", action="store_true")
@@ -360,30 +460,31 @@ def _add_train_commands(commands) -> None:
 
     infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet)")
     infer.add_argument("model", choices=["mvsnet"])
-    infer.add_argument("--ckpt", required=True, help="checkpoint.pt or exported weights")
+    infer.add_argument("--ckpt", required=True, type=arg.weights_file, help="checkpoint.pt or exported weights")
     infer.add_argument("--scan", required=True,
                        help="a folder in MVSNet's test layout (images/, cams/, pair.txt), or with --data a scan "
                             "name of the training layout (e.g. scan9)")
     infer.add_argument("--data", help="'synthetic' or 'dtu:PATH': read --scan from that training-layout set")
     infer.add_argument("--out", required=True, help="output folder: depth_est/, confidence/, cams/, images/")
     infer.add_argument("--profile", default="auto")
-    infer.add_argument("--size", type=_size, help="test layout: resize images to HEIGHTxWIDTH (multiples of 32)")
+    infer.add_argument("--size", type=arg.size32, help="test layout: resize images to HEIGHTxWIDTH (multiples of 32)")
     _add_mvs_arguments(infer)
     infer.set_defaults(run=_infer_mvsnet)
 
     export = commands.add_parser("export", help="pack a checkpoint's model weights (fp16) into a small file")
-    export.add_argument("--ckpt", required=True)
-    export.add_argument("--out", required=True)
+    export.add_argument("--ckpt", required=True, type=arg.local_file, help="a training checkpoint (or weights file)")
+    export.add_argument("--out", required=True,
+                        help="the file to write; it may replace an earlier export, never a training checkpoint")
     export.add_argument("--full-precision", action="store_true")
     export.set_defaults(run=_export)
 
 
 def _add_mvs_arguments(parser) -> None:
-    parser.add_argument("--n-views", type=int, help="mvsnet: views per sample, reference included (default: profile)")
-    parser.add_argument("--n-depths", type=int, help="mvsnet: depth planes D, a multiple of 8 (default: profile)")
-    parser.add_argument("--interval-scale", type=float,
+    parser.add_argument("--n-views", type=arg.views, help="mvsnet: views per sample, reference included (default: profile)")
+    parser.add_argument("--n-depths", type=arg.planes, help="mvsnet: depth planes D, a multiple of 8 (default: profile)")
+    parser.add_argument("--interval-scale", type=arg.positive_real,
                         help="mvsnet: multiply the cam file's depth interval (default: D planes span its range)")
-    parser.add_argument("--n-scans", type=int, help="mvsnet, synthetic data: number of scans (default: profile)")
+    parser.add_argument("--n-scans", type=arg.positive, help="mvsnet, synthetic data: number of scans (default: profile)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,14 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("format", choices=["nyu", "dtu"])
     render.add_argument("--out", required=True, help="output folder")
     render.add_argument("--profile", default="auto", help="cpu | gpu | auto: default sizes and counts")
-    render.add_argument("--size", type=_size, help="image size HEIGHTxWIDTH (default: the profile's)")
-    render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--n-train", type=int, help="nyu: training frames")
-    render.add_argument("--n-test", type=int, help="nyu: test frames")
+    render.add_argument("--size", type=arg.size, help="image size HEIGHTxWIDTH (default: the profile's)")
+    render.add_argument("--seed", type=arg.count, default=0)
+    render.add_argument("--n-train", type=arg.count, help="nyu: training frames")
+    render.add_argument("--n-test", type=arg.count, help="nyu: test frames")
     render.add_argument("--zip", action="store_true", help="nyu: also pack nyu_data.zip, like DenseDepth's download")
-    render.add_argument("--n-scans", type=int, help="dtu: number of scans")
-    render.add_argument("--n-views", type=int, help="dtu: views per scan")
-    render.add_argument("--n-lights", type=int, help="dtu: lighting conditions per view")
+    render.add_argument("--n-scans", type=arg.positive, help="dtu: number of scans")
+    render.add_argument("--n-views", type=arg.views, help="dtu: views per scan")
+    render.add_argument("--n-lights", type=arg.positive, help="dtu: lighting conditions per view")
+    render.add_argument("--overwrite", action="store_true", help="OUT holds a data set: write over it")
     render.set_defaults(run=_render)
     _add_train_commands(commands)
     _add_fuse_command(commands)
@@ -412,5 +514,22 @@ def main(argv=None) -> int:
     return args.run(args)
 
 
+# What a user can act on from the message alone (a bad file, option or folder): one line, no traceback.
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                ConnectionError, FloatingPointError)
+
+
+def _run_command_line(argv=None) -> int:
+    """``main`` for the shell: a user error is one line on stderr and exit status 1
+    (DEPTHLIB_TRACEBACK=1 shows the traceback instead)."""
+    try:
+        return main(argv)
+    except _USER_ERRORS as error:
+        if os.environ.get("DEPTHLIB_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(f"python -m depthlib: error: {error}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run_command_line())

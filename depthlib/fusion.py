@@ -137,8 +137,10 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
             reference with all the others as sources. Thresholds: see :func:`geometric_mask`.
     Returns:
         (points (N, 3) float32 world, colors (N, 3) uint8 or None, stats) with stats ``photometric``,
-        ``geometric``, ``mask`` (V, 1, H, W) bool, ``fused_depth`` (V, 1, H, W) and ``points_per_view`` (V,).
+        ``geometric``, ``mask`` (V, 1, H, W) bool, ``fused_depth`` (V, 1, H, W), ``points_per_view`` (V,)
+        and ``counts``: reference pixels in all, with depth, passing each filter, and kept.
     """
+    _check_thresholds(photometric_threshold, pixel_threshold, depth_threshold, min_views)
     depths, Ks, extrinsics = (torch.as_tensor(x).float() for x in (depths, Ks, extrinsics))
     _check(depths.dim() == 4 and depths.shape[1] == 1, "depths", depths, "(V, 1, H, W)")
     n_views, _, height, width = depths.shape
@@ -165,10 +167,25 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
         stats["photometric"][ref], stats["geometric"][ref] = photometric[0], geometric[0]
         stats["mask"][ref], stats["fused_depth"][ref] = keep.reshape(1, height, width), fused_depth[0]
         stats["points_per_view"][ref] = int(keep.sum())
+    references = sorted({ref for ref, _ in _pair_list(pairs, n_views, min_views)})
+    stats["counts"] = {"pixels": len(references) * height * width,
+                       "with_depth": int((depths[references] > 0).sum()),
+                       **{name: int(stats[name][references].sum()) for name in ("photometric", "geometric")},
+                       "kept": int(stats["mask"].sum())}
     points = torch.cat(points).cpu().numpy() if points else np.zeros((0, 3), np.float32)
     colors = None if images is None else (torch.cat(point_colors).cpu().numpy() if point_colors
                                           else np.zeros((0, 3), np.uint8))
     return points, colors, stats
+
+
+def _check_thresholds(photometric_threshold, pixel_threshold, depth_threshold, min_views) -> None:
+    """Finite thresholds in their real ranges; min_views a non-negative int (0 turns the filter off)."""
+    finite = all(np.isfinite(np.float64(x)) for x in (photometric_threshold, pixel_threshold, depth_threshold))
+    if not finite or not 0 <= photometric_threshold < 1 or not pixel_threshold > 0 or not depth_threshold > 0 \
+            or not isinstance(min_views, (int, np.integer)) or min_views < 0:
+        raise ValueError(f"fusion thresholds: photometric {photometric_threshold!r}, pixel {pixel_threshold!r}, "
+                         f"depth {depth_threshold!r}, min_views {min_views!r}; expected 0 <= photometric < 1 "
+                         "(confidence > it is kept), pixel > 0, depth > 0 and an integer min_views >= 0")
 
 
 def _read_view(folder: Path, depth_folder: str, view: int):
@@ -209,6 +226,8 @@ def fuse_scan(folder, depth_folder: str = "depth_est", **thresholds):
 
     folder = Path(folder)
     pair_entries = read_pair_file(folder / "pair.txt")
+    if not pair_entries:
+        raise ValueError(f"{folder / 'pair.txt'}: lists no view, expected the views written by 'infer mvsnet'")
     views = sorted({ref for ref, _ in pair_entries} | {src for _, sources in pair_entries for src, _ in sources})
     index = {view: i for i, view in enumerate(views)}
     loaded = [_read_view(folder, depth_folder, view) for view in views]
@@ -279,6 +298,9 @@ def _ply_header(path: Path, handle):
         if words[:1] == ["format"] and len(words) == 3:
             fmt = words[1]
         elif words[:1] == ["element"] and len(words) == 3:
+            if not words[2].isdigit():
+                raise ValueError(f"{path}:{number}: {' '.join(words)!r}, expected 'element <name> <count>' with a "
+                                 "non-negative integer count")
             elements.append((words[1], int(words[2]), []))
         elif words[:1] == ["property"] and elements:
             if not (words[1] == "list" and len(words) == 5 or len(words) == 3 and words[1] in _PLY_TYPES):
@@ -320,10 +342,13 @@ def read_ply(path):
                 raise ValueError(f"{path}: an ascii vertex line has fewer than {len(properties)} values")
             table = np.array([tuple(row[:len(properties)]) for row in rows], dtype=[(n, "U32") for n, _ in properties])
             vertices = table.astype(dtype) if count else np.empty(0, dtype)
-        else:
-            vertices = np.frombuffer(handle.read(count * dtype.itemsize), dtype=dtype)
-            if len(vertices) != count:
-                raise ValueError(f"{path}: {len(vertices)} vertices of {dtype.itemsize} bytes, expected {count}")
+        else:  # the payload is checked against the header before it is read
+            payload, needed = path.stat().st_size - handle.tell(), count * dtype.itemsize
+            if payload < needed or (len(elements) == 1 and payload != needed):
+                raise ValueError(f"{path}: {payload / dtype.itemsize:g} vertices of {dtype.itemsize} bytes, expected "
+                                 f"{count} ({needed} bytes after the header{', exactly' if len(elements) == 1 else ''};"
+                                 " truncated or padded file?)")
+            vertices = np.frombuffer(handle.read(needed), dtype=dtype)
     missing = [axis for axis in "xyz" if axis not in dtype.names]
     if missing:
         raise ValueError(f"{path}: vertex properties {list(dtype.names)}, expected x, y and z")

@@ -29,6 +29,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.std import tqdm as tqdm_std
 
+from depthlib.checkpoint_io import (check_export_target, check_run_folder, clean_run_folder, read_torch_file,
+                                    run_differences, save_atomic, trim_log)
+
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
            "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16", "to_channels_last"]
 
@@ -62,6 +65,29 @@ class TrainConfig:
     progress: bool = True
     sync_bn: bool = False
     device: Optional[str] = None
+
+    def __post_init__(self):
+        """Every number in its real range and finite; 0 is never read as "off" or "the default"."""
+        def number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def count(value, low):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        problems = [f"{name}={getattr(self, name)!r} (expected {rule})" for name, ok, rule in (
+            ("epochs", count(self.epochs, 0), "an integer >= 0"),
+            ("batch_size", count(self.batch_size, 1), "an integer >= 1"),
+            ("lr", number(self.lr) and self.lr >= 0, "a finite number >= 0"),
+            ("weight_decay", number(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            ("grad_clip", self.grad_clip is None or number(self.grad_clip) and self.grad_clip > 0,
+             "None or a finite number > 0"),
+            ("num_workers", count(self.num_workers, 0), "an integer >= 0"),
+            ("seed", count(self.seed, 0), "an integer >= 0"),
+            ("checkpoint_every", self.checkpoint_every is None or count(self.checkpoint_every, 1),
+             "None or an integer >= 1"),
+            ("log_every", count(self.log_every, 1), "an integer >= 1")) if not ok]
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
 
 
 class _SeededSamples(Dataset):
@@ -215,11 +241,7 @@ class Trainer:
         if self.rank != 0:
             return None
         path = Path(path) if path else self.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(self.state_dict(), path)
 
     def load_checkpoint(self, path=None) -> None:
         """Restore model, optimiser, scaler, scheduler, counters and RNG states (weights_only load)."""
@@ -299,16 +321,30 @@ class Trainer:
     def _on_sigint(self, signum, frame):
         self._interrupted = True
 
-    def fit(self, resume: bool = False, stop_after: Optional[int] = None) -> list:
+    def fit(self, resume: bool = False, stop_after: Optional[int] = None, *, overwrite: bool = False,
+            accept_changes: bool = False) -> list:
         """Train to ``config.epochs``; returns the per-epoch records.
 
-        ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists. Ctrl-C (SIGINT)
-        finishes the current step, writes a checkpoint and raises KeyboardInterrupt.
+        ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists; the checkpoint's
+        model metadata and optimisation settings must match this run's (ValueError naming the
+        difference) unless ``accept_changes=True``. A new run (``resume=False``) refuses a folder
+        that already holds a run (FileExistsError) unless ``overwrite=True``, which deletes its
+        checkpoint and log first. A ``checkpoint.pt.tmp`` left by a killed save is removed. Ctrl-C
+        (SIGINT) finishes the current step, writes a checkpoint and raises KeyboardInterrupt.
         ``stop_after=N`` stops after N steps of this call with a checkpoint, as an interrupt would
-        (the chapters use it to show resuming).
+        (the chapters use it to show resuming). A failed validation (``evaluate``) is logged as
+        ``val_error``, kept in ``failed_validations`` and printed; training goes on.
         """
+        check_run_folder(self.out_dir, resume, overwrite, flags=("resume=True", "overwrite=True"))
+        self.failed_validations = []
+        if self.rank == 0:
+            clean_run_folder(self.out_dir, everything=overwrite)
         if resume and self.checkpoint_path.is_file():
+            changes = self._compare_with_checkpoint(accept_changes)
             self.load_checkpoint()
+            self._apply_changes(changes)
+            if self.rank == 0:
+                trim_log(self.out_dir / "log.jsonl", self.step)
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         try:
             return self._fit(stop_after)
@@ -328,6 +364,7 @@ class Trainer:
                 self.model.train()
                 sums, count, start = {}, 0, time.perf_counter()
                 for batch in self._epoch_loader():
+                    self._check_valid_depth(batch)
                     losses = self._train_step(self._to_device(batch))
                     self.step, self.step_in_epoch, done_here = self.step + 1, self.step_in_epoch + 1, done_here + 1
                     for k, v in losses.items():
@@ -347,17 +384,81 @@ class Trainer:
                         return history
                 record = {"epoch": self.epoch, "step": self.step, "seconds": round(time.perf_counter() - start, 2),
                           **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
-                if self.evaluate is not None:
-                    # every process evaluates (the same weights, the same result): none waits in a
-                    # collective while rank 0 alone validates, which NCCL ends with a time-out
-                    record.update({f"val_{k}": v for k, v in self.evaluate(self.model).items()})
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                self.save_checkpoint()
+                self.save_checkpoint()  # before validating: a failing validation must not lose the epoch
+                if self.evaluate is not None:
+                    # every process validates (the same weights, the same result): none waits in a
+                    # collective while rank 0 alone validates, which NCCL ends with a time-out
+                    record.update(self._validate(record["epoch"]))
                 self._log(record)
                 history.append(record)
         finally:
             bar.close()
         return history
+
+    # ------------------------------------------------------------------ faults: resume checks, bad data
+    _RESUME_CONFIG = ("batch_size", "lr", "weight_decay", "schedule", "grad_clip", "seed")
+
+    def _compare_with_checkpoint(self, accept_changes: bool) -> dict:
+        """{name: (stored, current)} of the metadata and optimisation settings in which the checkpoint and
+        this run differ; a one-line ValueError unless ``accept_changes`` (see ``run_differences``)."""
+        state = read_torch_file(self.checkpoint_path, mmap=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.checkpoint_path}: holds a {type(state).__name__}, expected a depthlib checkpoint")
+        stored_meta, stored_config = state.get("metadata") or {}, state.get("config") or {}
+        for key in _KEEP_ON_RESUME:
+            if self.metadata.get(key) is None and stored_meta.get(key) is not None:
+                self.metadata[key] = stored_meta[key]
+        config = dataclasses.asdict(self.config)
+        pick = self._RESUME_CONFIG
+        return run_differences({**stored_meta, **{k: stored_config[k] for k in pick if k in stored_config}},
+                               {**self.metadata, **{k: config[k] for k in pick}}, self.checkpoint_path,
+                               accept=accept_changes)
+
+    def _apply_changes(self, changes: dict) -> None:
+        """Make accepted changes of lr, weight decay and batch size take effect (the optimiser, scheduler and
+        position in the epoch came back with the stored ones), and log what was accepted."""
+        if not changes:
+            return
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = self.config.weight_decay
+            group["initial_lr"] = self.config.lr
+        self.scheduler.base_lrs = [self.config.lr] * len(self.optimizer.param_groups)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * factor
+        if "batch_size" in changes:  # the samples already seen in this epoch stay behind
+            self.step_in_epoch = self.step_in_epoch * changes["batch_size"][0] // self.config.batch_size
+        self._log({"epoch": self.epoch, "step": self.step,
+                   "accepted_changes": {key: list(values) for key, values in changes.items()}})
+
+    def _check_valid_depth(self, batch) -> None:
+        """ValueError naming the samples when the task says a batch has no valid depth pixel (0, NaN, inf):
+        training on it gives a zero loss and zero gradients, a silent no-op."""
+        counter = getattr(self.task, "valid_pixels", None)
+        if counter is None or int(counter(batch).sum()) > 0:
+            return
+        size = self.config.batch_size
+        indices = list(self.sampler)[self.step_in_epoch * size:(self.step_in_epoch + 1) * size]
+        describe = getattr(self.samples.dataset, "describe", None)
+        names = [describe(i) if describe else f"sample {i}" for i in indices[:4]]
+        more = f" and {len(indices) - 4} more" if len(indices) > 4 else ""
+        raise ValueError(f"no valid depth pixel (depth > 0 and finite) in the batch of epoch {self.epoch}, step "
+                         f"{self.step}: samples {indices}: {'; '.join(names)}{more}; check these depth files")
+
+    def _validate(self, epoch: int) -> dict:
+        """``val_*`` metrics, or ``val_error`` when validation fails (printed and kept in failed_validations)."""
+        try:
+            return {f"val_{k}": v for k, v in self.evaluate(self.model).items()}
+        except Exception as error:  # noqa: BLE001 - any failure: the epoch's checkpoint is already saved
+            message = f"{type(error).__name__}: {error}"
+            self.failed_validations.append((epoch, message))
+            print(f"validation after epoch {epoch} failed: {message} (the epoch's checkpoint is saved; "
+                  "training goes on)", file=sys.stderr, flush=True)
+            return {"val_error": message}
+
+
+_KEEP_ON_RESUME = ("init",)  # metadata a resume keeps from the checkpoint: where the run started
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
@@ -404,13 +505,26 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _valid_depth_pixels(batch) -> torch.Tensor:
+    depth = batch["depth"]
+    return (batch["mask"].bool() & torch.isfinite(depth) & (depth > 0)).flatten(1).sum(1)
+
+
 class DenseDepthTask:
     """DenseDepth's objective: the network predicts ``max_depth / depth`` at half resolution; the
     target depth is resized (nearest) to that size, normalised the same way, and compared with
     ``densedepth_loss`` over valid pixels."""
 
     def __init__(self, max_depth: float = 10.0, theta: float = 0.1):
+        for name, value in (("max_depth", max_depth), ("theta", theta)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"DenseDepthTask: {name}={value!r}, expected a finite positive number")
         self.max_depth, self.theta = max_depth, theta
+
+    @staticmethod
+    def valid_pixels(batch) -> torch.Tensor:
+        """(B,) valid target pixels per sample: mask, finite depth > 0 (what the loss averages over)."""
+        return _valid_depth_pixels(batch)
 
     def loss(self, model, batch) -> dict:
         from depthlib.losses import densedepth_loss, depth_norm
@@ -427,6 +541,8 @@ class MVSNetTask:
     depth, averaged with that of the refined depth when the model refines (as the TensorFlow
     original); ``initial`` and ``refined`` are logged as well."""
 
+    valid_pixels = staticmethod(_valid_depth_pixels)  # as DenseDepthTask: mask, finite depth > 0
+
     def loss(self, model, batch) -> dict:
         from depthlib.losses import mvsnet_loss
 
@@ -442,34 +558,44 @@ class MVSNetTask:
 
 
 def load_weights(path, map_location="cpu"):
-    """(model state dict, metadata) from a training checkpoint or an exported weights file."""
+    """(model state dict, metadata) from a training checkpoint or an exported weights file.
+
+    A missing, truncated or foreign file is an error naming the path, in one line."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint or weights file")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or "model" not in state:
+    state = read_torch_file(path, map_location)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"{path}: expected a depthlib checkpoint or weights file (a dict with 'model')")
     return state["model"], state.get("metadata", {})
 
 
 def export_weights(checkpoint, out, half: bool = True) -> Path:
-    """Write the model weights (fp16 with ``half``) and metadata of a checkpoint: a small file to ship."""
+    """Write the model weights (fp16 with ``half``) and metadata of a checkpoint: a small file to ship.
+
+    Written through a temporary file and renamed; ``out`` may replace an earlier export, never the
+    checkpoint itself, another training checkpoint or any other file (ValueError / FileExistsError)."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_export_target(out, checkpoint)
     weights, metadata = load_weights(checkpoint)
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": weights, "metadata": metadata}, out)
-    return out
+    return save_atomic({"model": weights, "metadata": metadata}, out)
 
 
 def read_log(path) -> list:
-    """The records of a ``log.jsonl`` (a folder or the file itself)."""
+    """The records of a ``log.jsonl`` (a folder or the file itself); a bad line names the file and line."""
     path = Path(path)
     path = path / "log.jsonl" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training log")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not a JSON record ({error.msg}); a line cut off by a kill? "
+                                 "Resuming the run removes it") from None
+    return records
 
 
 def plot_log(path_or_records, keys=("total",), ax=None):

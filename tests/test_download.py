@@ -53,7 +53,7 @@ def test_partial_download_resumes_with_range_and_is_renamed(tmp_path, monkeypatc
     (tmp_path / "f.bin.part").write_bytes(body[:1000])
     requests = []
 
-    def fake_urlopen(request):
+    def fake_urlopen(request, timeout=None):
         requests.append(request.headers.get("Range"))
         return _FakeResponse(body[1000:], 206)
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
@@ -65,7 +65,7 @@ def test_partial_download_resumes_with_range_and_is_renamed(tmp_path, monkeypatc
 def test_server_ignoring_range_restarts_and_wrong_size_keeps_part(tmp_path, monkeypatch):
     body = b"abcdef" * 100
     (tmp_path / "f.bin.part").write_bytes(b"stale")
-    monkeypatch.setattr(urllib.request, "urlopen", lambda request: _FakeResponse(body, 200))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout=None: _FakeResponse(body, 200))
     assert download_file("https://example.org/f.bin", tmp_path / "f.bin", checksum=False).read_bytes() == body
     with pytest.raises(ValueError, match=r"g\.bin\.part: 600 bytes, expected 601"):
         download_file("https://example.org/g.bin", tmp_path / "g.bin", expected_size=601, checksum=False)

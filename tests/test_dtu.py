@@ -209,16 +209,16 @@ def test_missing_root_pair_scan_cam_image_depth_raise_file_not_found(tmp_path):
     _real_layout(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"scan99_train"):
         DTUMVS(tmp_path, scans=["scan99"])
+    # the files that samples name are checked when the set is built, not when a sample is read
     (tmp_path / "Cameras/train/00000002_cam.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"00000002_cam\.txt"):
+        DTUMVS(tmp_path, scans=["scan2"], lights=[0], n_views=3)  # scan2, ref 0, sources 1 and 2
     (tmp_path / "Rectified/scan6_train/rect_001_0_r5000.png").unlink()
     (tmp_path / "Depths/scan2_train/depth_map_0001.pfm").unlink()
-    dataset = DTUMVS(tmp_path, scans=["scan2", "scan6"], lights=[0])
-    with pytest.raises(FileNotFoundError, match=r"00000002_cam\.txt"):
-        dataset[0]                                  # scan2, ref 0, sources 1 and 2
-    with pytest.raises(FileNotFoundError, match=r"depth_map_0001\.pfm"):
-        DTUMVS(tmp_path, scans=["scan2"], lights=[0], n_views=2)[1]
+    with pytest.raises(FileNotFoundError, match=r"depth_map_0001\.pfm: no such file \(scan scan2 from scans="):
+        DTUMVS(tmp_path, scans=["scan2"], lights=[0], n_views=2)
     with pytest.raises(FileNotFoundError, match=r"scan6_train/rect_001_0_r5000\.png"):
-        DTUMVS(tmp_path, scans=["scan6"], lights=[0], n_views=2)[0]
+        DTUMVS(tmp_path, scans=["scan6"], lights=[0], n_views=2)
     (tmp_path / "Cameras/pair.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"pair\.txt"):
         DTUMVS(tmp_path, scans=["scan2"])

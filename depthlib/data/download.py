@@ -15,6 +15,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -54,14 +55,17 @@ def _report(path, checksum):
     print(line)
 
 
-def download_file(url, dest_path, expected_size=None, checksum=True):
+def download_file(url, dest_path, expected_size=None, checksum=True, timeout=60.0):
     """Download ``url`` to ``dest_path`` with a progress bar, resuming a previous ``.part`` file.
 
     An existing ``dest_path`` is kept (no request is made). ``expected_size`` (bytes), when given,
     is checked before the rename. Prints the size and, with ``checksum``, the SHA-256.
-    Returns the path.
+    ``timeout``: seconds the connection and each read may wait; a failure is an OSError naming the URL
+    (the ``.part`` file is kept for the next try). Returns the path.
     """
     _check_url(url)
+    if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+        raise ValueError(f"download_file: timeout {timeout!r}, expected a finite positive number of seconds")
     dest_path = Path(dest_path).expanduser()
     if dest_path.is_file():
         print(f"{dest_path} already downloaded")
@@ -69,16 +73,20 @@ def download_file(url, dest_path, expected_size=None, checksum=True):
     part = dest_path.with_name(dest_path.name + ".part")
     done = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
-    with urllib.request.urlopen(request) as response:
-        if done and response.status != 206:  # the server ignored Range: start again
-            done = 0
-        remaining = response.headers.get("Content-Length")
-        total = done + int(remaining) if remaining is not None else None
-        with open(part, "ab" if done else "wb") as handle, \
-                tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=dest_path.name) as bar:
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                handle.write(block)
-                bar.update(len(block))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if done and response.status != 206:  # the server ignored Range: start again
+                done = 0
+            remaining = response.headers.get("Content-Length")
+            total = done + int(remaining) if remaining is not None else None
+            with open(part, "ab" if done else "wb") as handle, \
+                    tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=dest_path.name) as bar:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    handle.write(block)
+                    bar.update(len(block))
+    except OSError as error:  # URLError, HTTPError, socket timeouts: say what was tried
+        raise ConnectionError(f"download of {url} failed ({type(error).__name__}: {error}; time-out {timeout:g} s); "
+                              f"{part.name} keeps what arrived, call again to resume") from error
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         raise ValueError(f"{part}: {size} bytes, expected {expected_size}; delete it and download again")
@@ -93,8 +101,11 @@ def extract_archive(archive, dest_dir):
     if not archive.is_file():
         raise FileNotFoundError(f"{archive}: no such archive")
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as handle:
-            handle.extractall(dest_dir)
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                handle.extractall(dest_dir)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:  # a corrupt member: name the archive
+            raise ValueError(f"{archive}: cannot unpack ({error}); download it again") from error
         return dest_dir
     if archive.suffix.lower() != ".rar":
         raise ValueError(f"{archive}: not a zip and not a .rar, expected one of them")
@@ -171,13 +182,16 @@ def download_dtu(dest_dir, url=DTU_URL, extract=True, checksum=True):
 def shipped_file(name, cache_dir=None) -> Path:
     """Path of a file the book ships in ``data/`` (e.g. a small checkpoint).
 
-    ``name`` may be an existing path. Else it is looked up in the repository's ``data/`` next to the
-    ``depthlib`` package (a clone or an editable install), and otherwise downloaded once from
-    ``REPOSITORY_URL`` into the depthlib cache (a pip install from git, as on Colab).
+    ``name`` may be an existing path. Else a bare file name or ``data/NAME`` is looked up in the
+    repository's ``data/`` next to the ``depthlib`` package (a clone or an editable install), and
+    otherwise downloaded once from ``REPOSITORY_URL`` into the depthlib cache (a pip install from git,
+    as on Colab). Any other missing path is a FileNotFoundError at once (no download is tried).
     """
     path = Path(name).expanduser()
     if path.is_file():
         return path
+    if path.parent not in (Path("."), Path("data")):
+        raise FileNotFoundError(f"{name}: no such file")
     local = Path(__file__).resolve().parents[2] / "data" / path.name
     if local.is_file():
         return local

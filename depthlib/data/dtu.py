@@ -10,6 +10,7 @@ __all__ = ["DTU_TRAIN_SCANS", "DTU_VAL_SCANS", "DTU_TEST_SCANS", "view_selection
            "DTUMVS", "MVSScan", "write_mvs_scan"]
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -124,6 +125,17 @@ def _scan_name(scan):
     return name
 
 
+def _check_sizes(owner, n_views, n_depths, interval_scale):
+    """Views and planes: positive ints; interval_scale: None or a finite positive number."""
+    for name, value in (("n_views", n_views), ("n_depths", n_depths)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{owner}: {name}={value!r}, expected a positive integer")
+    if interval_scale is not None and not (isinstance(interval_scale, (int, float, np.floating))
+                                           and math.isfinite(interval_scale) and interval_scale > 0):
+        raise ValueError(f"{owner}: interval_scale={interval_scale!r}, expected None or a finite positive number "
+                         "(a negative one sweeps planes towards negative depths)")
+
+
 def _write_scan(job):
     """Render one scan and write its images and depth files; returns what the shared files need."""
     root, scan_id, seed, n_views, height, width, n_lights, units_per_metre = job
@@ -206,24 +218,57 @@ class DTUMVS(Dataset):
                  lights=None):
         if split not in _BUILTIN_SPLITS:
             raise ValueError(f"DTUMVS: split {split!r}, expected 'train', 'val' or 'test'")
-        if n_views < 1 or n_depths < 1:
-            raise ValueError(f"DTUMVS: n_views={n_views}, n_depths={n_depths}; expected positive numbers")
+        _check_sizes("DTUMVS", n_views, n_depths, interval_scale)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such DTU folder (expected Cameras/, Rectified/, Depths/)")
         self.split, self.n_views, self.n_depths, self.interval_scale = split, n_views, n_depths, interval_scale
-        self.scans = [_scan_name(s) for s in (scans if scans is not None else self._listed_scans())]
+        listed = [(s, "scans=") for s in scans] if scans is not None else self._listed_scans()
+        self.scans = [_scan_name(s) for s, _ in listed]
+        self._origin = {_scan_name(s): origin for s, origin in listed}  # where each scan was named
+        if not self.scans:
+            where = "scans=[]" if scans is not None else self.root / "lists" / f"{split}.txt"
+            raise ValueError(f"{where}: no scans; the {split} split is empty")
         train_cams = self.root / "Cameras" / "train"
         self.cam_dir = train_cams if train_cams.is_dir() else self.root / "Cameras"
         self.pairs = read_pair_file(self.root / "Cameras" / "pair.txt")
+        if not self.pairs:
+            raise ValueError(f"{self.root / 'Cameras' / 'pair.txt'}: lists no view, expected at least one")
         self.metas = self._build_metas(lights)
         self._cams = {}
+        self._check_files()
 
     def _listed_scans(self):
+        """[(scan, where it was named)] from lists/{split}.txt, else MVSNet's published split."""
         list_file = self.root / "lists" / f"{self.split}.txt"
         if list_file.is_file():
-            return [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return list(_BUILTIN_SPLITS[self.split])
+            lines = list_file.read_text(encoding="utf-8").splitlines()
+            return [(line.strip(), f"line {n} of {list_file}") for n, line in enumerate(lines, 1) if line.strip()]
+        return [(scan, f"MVSNet's published {self.split} split") for scan in _BUILTIN_SPLITS[self.split]]
+
+    def _check_files(self):
+        """Every file the samples name exists (images, reference depth maps and their visual masks), and
+        every camera parses: checked once when the set is built, not when a sample happens to be read."""
+        listings = {}
+        for scan, light, ref_view, src_views in self.metas:
+            rect, depths = self.root / "Rectified" / f"{scan}_train", self.root / "Depths" / f"{scan}_train"
+            names = [(rect, f"rect_{view + 1:03d}_{light}_r5000.png") for view in [ref_view, *src_views]]
+            names += [(depths, f"depth_map_{ref_view:04d}.pfm"), (depths, f"depth_visual_{ref_view:04d}.png")]
+            for folder, name in names:
+                if folder not in listings:
+                    listings[folder] = set(os.listdir(folder))
+                if name not in listings[folder]:
+                    raise FileNotFoundError(f"{folder / name}: no such file (scan {scan} from {self._origin[scan]}, "
+                                            f"light {light}, reference view {ref_view} of "
+                                            f"{self.root / 'Cameras' / 'pair.txt'})")
+        for view in sorted({v for _, _, ref, src in self.metas for v in (ref, *src)}):
+            self._camera(view)
+
+    def describe(self, index) -> str:
+        """Where sample ``index`` comes from: scan, light, views and the list line that named the scan."""
+        scan, light, ref_view, src_views = self.metas[index]
+        return (f"{scan} light {light} views {[ref_view, *src_views]} ({self.root / 'Depths' / f'{scan}_train'}"
+                f"/depth_map_{ref_view:04d}.pfm; {scan} from {self._origin[scan]})")
 
     def _lights_on_disk(self, scan):
         folder = self.root / "Rectified" / f"{scan}_train"
@@ -239,7 +284,8 @@ class DTUMVS(Dataset):
         for scan in self.scans:
             for folder in (self.root / "Rectified" / f"{scan}_train", self.root / "Depths" / f"{scan}_train"):
                 if not folder.is_dir():
-                    raise FileNotFoundError(f"{folder}: no such scan folder (scan {scan}, split {self.split})")
+                    raise FileNotFoundError(f"{folder}: no such scan folder (scan {scan}, split {self.split}, "
+                                            f"from {self._origin[scan]})")
             scan_lights = lights
             if scan_lights is None:
                 found = self._lights_on_disk(scan) if self.pairs else []
@@ -276,8 +322,7 @@ class DTUMVS(Dataset):
                              "depth map to be a quarter of the image size")
         if not visual_path.is_file():
             raise FileNotFoundError(f"{visual_path}: no such file")
-        with Image.open(visual_path) as visual_file:
-            visual = np.asarray(visual_file.convert("L"))
+        visual = read_image(visual_path)[..., 0]  # a grey PNG: any channel; errors name the file
         if visual.shape != depth.shape:
             raise ValueError(f"{visual_path} is {visual.shape} but {depth_path} is {depth.shape}; expected equal")
         depth = torch.from_numpy(depth)[None]
@@ -359,14 +404,19 @@ class MVSScan(Dataset):
             if not (self.root / needed).exists():
                 raise FileNotFoundError(f"{self.root / needed}: missing; expected MVSNet's test layout "
                                         "(images/, cams/, pair.txt)")
-        if n_views < 1 or n_depths < 1:
-            raise ValueError(f"MVSScan: n_views={n_views}, n_depths={n_depths}; expected positive numbers")
+        _check_sizes("MVSScan", n_views, n_depths, interval_scale)
         self.n_views, self.n_depths, self.size, self.interval_scale = n_views, n_depths, size, interval_scale
         self.pairs = read_pair_file(self.root / "pair.txt")
+        if not self.pairs:
+            raise ValueError(f"{self.root / 'pair.txt'}: lists no view, expected at least one")
         for ref_view, sources in self.pairs:
             if len(sources) < n_views - 1:
                 raise ValueError(f"{self.root / 'pair.txt'}: view {ref_view} has {len(sources)} source views, "
                                  f"expected >= n_views - 1 = {n_views - 1}")
+        views = sorted({v for ref, sources in self.pairs for v in (ref, *(s for s, _ in sources[:n_views - 1]))})
+        for view in views:  # every file pair.txt names exists, and every camera parses, before any sample is read
+            self.image_path(view)
+        self._cams = {view: read_cam_file(self.root / "cams" / f"{view:08d}_cam.txt") for view in views}
 
     def __len__(self):
         return len(self.pairs)
@@ -392,18 +442,18 @@ class MVSScan(Dataset):
         images, intrinsics, extrinsics, cams = [], [], [], []
         for view in view_ids:
             path = self.image_path(view)
-            with Image.open(path) as image:
-                original = image.size  # (W, H)
-                if self.size is not None:
-                    image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            image = Image.fromarray(read_image(path))  # errors name the file
+            original = image.size  # (W, H)
+            if self.size is not None:
+                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            images.append(np.asarray(image, dtype=np.uint8))
             if images[-1].shape != images[0].shape:
                 raise ValueError(f"{path} is {images[-1].shape[:2]}, expected {images[0].shape[:2]} like the "
                                  "reference image")
             height, width = images[-1].shape[:2]
             if height % 4 or width % 4:
                 raise ValueError(f"{path}: image {height}x{width}, expected multiples of 4 (pass size=)")
-            cam = read_cam_file(self.root / "cams" / f"{view:08d}_cam.txt")
+            cam = self._cams[view]
             cams.append(cam)
             # K at the file's image size -> the (resized) image -> the depth map (a quarter)
             intrinsics.append(scale_intrinsics(cam["intrinsic"], width / original[0] / 4, height / original[1] / 4))

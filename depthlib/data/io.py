@@ -9,6 +9,8 @@ __all__ = [
     "read_image",
 ]
 
+import math
+import os
 import re
 from pathlib import Path
 
@@ -56,10 +58,11 @@ def read_pfm(path):
             raise ValueError(f"{path}: PFM scale is {scale}, expected a finite non-zero number")
         dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
         count = width * height * channels
+        payload = os.fstat(handle.fileno()).st_size - handle.tell()
+        if payload != count * 4:  # checked before reading: a wrong header must not allocate or misread
+            raise ValueError(f"{path}: PFM data holds {payload / 4:g} floats, expected {count} = {width} x {height} "
+                             f"x {channels} ({count * 4} bytes after the header, exactly; truncated or padded file?)")
         data = np.frombuffer(handle.read(count * 4), dtype=dtype)
-    if data.size != count:
-        raise ValueError(f"{path}: PFM data holds {data.size} floats, expected "
-                         f"{count} = {width} x {height} x {channels}")
     shape = (height, width, 3) if channels == 3 else (height, width)
     array = np.flipud(data.reshape(shape)).astype(np.float32)  # stored bottom-to-top
     return np.ascontiguousarray(array), abs(scale)
@@ -94,6 +97,8 @@ def _parse_numbers(path, line_number, line, counts):
     if len(values) not in counts:
         raise ValueError(f"{path}:{line_number}: {len(values)} numbers in {line.strip()!r}, "
                          f"expected {' or '.join(map(str, counts))}")
+    if not all(math.isfinite(value) for value in values):
+        raise ValueError(f"{path}:{line_number}: {line.strip()!r} holds a non-finite value, expected finite numbers")
     return values
 
 
@@ -102,12 +107,32 @@ def _parse_matrix(path, lines, start, keyword, size):
     if start >= len(lines) or lines[start][1].strip() != keyword:
         line_number, text = lines[start] if start < len(lines) else (len(lines) + 1, "<end of file>")
         raise ValueError(f"{path}:{line_number}: found {text.strip()!r}, expected {keyword!r}")
-    rows = []
+    rows, numbers = [], []
     for index in range(start + 1, start + 1 + size):
         if index >= len(lines):
             raise ValueError(f"{path}: file ends inside the {keyword} matrix, expected {size} rows")
         rows.append(_parse_numbers(path, lines[index][0], lines[index][1], (size,)))
-    return np.array(rows, dtype=np.float64), start + 1 + size
+        numbers.append(lines[index][0])
+    return np.array(rows, dtype=np.float64), numbers, start + 1 + size
+
+
+def _check_camera(path, extrinsic, extrinsic_lines, intrinsic, intrinsic_lines):
+    """A usable pinhole: extrinsic bottom row (0, 0, 0, 1) and an invertible rotation part; K with
+    fx, fy > 0 and bottom row (0, 0, 1), so that K is invertible. Errors name the file and line."""
+    if not np.allclose(extrinsic[3], [0, 0, 0, 1], rtol=0, atol=1e-9):
+        raise ValueError(f"{path}:{extrinsic_lines[3]}: extrinsic bottom row {extrinsic[3].tolist()}, "
+                         "expected 0 0 0 1")
+    if abs(np.linalg.det(extrinsic[:3, :3])) < 1e-6:
+        raise ValueError(f"{path}:{extrinsic_lines[0]}: the extrinsic rotation (rows {extrinsic_lines[0]}-"
+                         f"{extrinsic_lines[2]}) is singular (determinant {np.linalg.det(extrinsic[:3, :3]):.3g}), "
+                         "expected a rotation")
+    if not np.allclose(intrinsic[2], [0, 0, 1], rtol=0, atol=1e-9):
+        raise ValueError(f"{path}:{intrinsic_lines[2]}: intrinsic bottom row {intrinsic[2].tolist()}, "
+                         "expected 0 0 1")
+    for row, name in ((0, "fx"), (1, "fy")):
+        if not intrinsic[row, row] > 0:
+            raise ValueError(f"{path}:{intrinsic_lines[row]}: {name} = {intrinsic[row, row]:g}, expected a positive "
+                             "focal length (K would be singular or mirrored)")
 
 
 def read_cam_file(path):
@@ -115,6 +140,9 @@ def read_cam_file(path):
 
     Layout: "extrinsic", 4 rows of 4; blank; "intrinsic", 3 rows of 3; blank; a depth line
     "depth_min depth_interval [depth_num [depth_max]]" (DTU: "425 2.5", mm).
+    Checked (ValueError naming the file and line): finite numbers, extrinsic bottom row 0 0 0 1 and
+    an invertible rotation, K with fx, fy > 0 and bottom row 0 0 1, depth_min > 0, depth_interval
+    > 0, depth_max > depth_min.
     Returns:
         dict with extrinsic (4, 4) float64, intrinsic (3, 3) float64, depth_min,
         depth_interval (float), depth_num (int or None), depth_max (float or None).
@@ -122,8 +150,9 @@ def read_cam_file(path):
     path = _require_file(path)
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    extrinsic, index = _parse_matrix(path, lines, 0, "extrinsic", 4)
-    intrinsic, index = _parse_matrix(path, lines, index, "intrinsic", 3)
+    extrinsic, extrinsic_lines, index = _parse_matrix(path, lines, 0, "extrinsic", 4)
+    intrinsic, intrinsic_lines, index = _parse_matrix(path, lines, index, "intrinsic", 3)
+    _check_camera(path, extrinsic, extrinsic_lines, intrinsic, intrinsic_lines)
     if index >= len(lines):
         raise ValueError(f"{path}: no depth line after the intrinsic matrix, expected "
                          "'depth_min depth_interval [depth_num [depth_max]]'")
@@ -132,6 +161,12 @@ def read_cam_file(path):
                          f"{lines[index + 1][1].strip()!r} after the depth line")
     line_number, line = lines[index]
     values = _parse_numbers(path, line_number, line, (2, 3, 4))
+    if not values[0] > 0 or not values[1] > 0:
+        raise ValueError(f"{path}:{line_number}: depth_min {values[0]:g}, depth_interval {values[1]:g}; expected "
+                         "both positive (planes in front of the camera, increasing depth)")
+    if len(values) == 4 and not values[3] > values[0]:
+        raise ValueError(f"{path}:{line_number}: depth_max {values[3]:g} <= depth_min {values[0]:g}, expected "
+                         "depth_max > depth_min")
     depth_num = None
     if len(values) >= 3:
         if values[2] != int(values[2]) or values[2] < 1:
@@ -180,6 +215,8 @@ def read_pair_file(path):
 
     Layout: the number of views N, then per view a line with the reference id and a line
     "n src_0 score_0 src_1 score_1 ...".
+    A reference view listed twice, or a source list naming the reference or one view twice, is a
+    ValueError naming the line.
     Returns:
         list of (ref_view, [(src_view, score), ...]) in file order.
     """
@@ -192,7 +229,7 @@ def read_pair_file(path):
     n_views = int(lines[0])
     if len(lines) != 1 + 2 * n_views:
         raise _pair_error(path, len(lines), f"file has {len(lines)} lines, expected 1 + 2 x {n_views}")
-    pairs = []
+    pairs, seen = [], {}
     for view_index in range(n_views):
         ref_line, src_line = 2 + 2 * view_index, 3 + 2 * view_index  # 1-based line numbers
         ref_text, tokens = lines[ref_line - 1].strip(), lines[src_line - 1].split()
@@ -204,7 +241,15 @@ def read_pair_file(path):
             sources = [(int(tokens[i]), float(tokens[i + 1])) for i in range(1, len(tokens), 2)]
         except ValueError:
             raise _pair_error(path, src_line, "expected integer view ids and numeric scores") from None
-        pairs.append((int(ref_text), sources))
+        ref_view, source_ids = int(ref_text), [view for view, _ in sources]
+        if ref_view in seen:
+            raise _pair_error(path, ref_line, f"reference view {ref_view} again (first on line {seen[ref_view]}), "
+                                              "expected each reference view once")
+        if ref_view in source_ids or len(set(source_ids)) != len(source_ids):
+            raise _pair_error(path, src_line, f"source views {source_ids} of reference view {ref_view}, expected "
+                                              "distinct views other than the reference")
+        seen[ref_view] = ref_line
+        pairs.append((ref_view, sources))
     return pairs
 
 
@@ -218,7 +263,12 @@ def write_pair_file(path, pairs):
 
 
 def read_image(path):
-    """Read an image file as uint8 (H, W, 3) RGB (grayscale / RGBA are converted)."""
+    """Read an image file as uint8 (H, W, 3) RGB (grayscale / RGBA are converted).
+
+    An undecodable or truncated file is a ValueError naming the path."""
     path = _require_file(path)
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError) as error:  # PIL: unidentified, truncated or corrupt data
+        raise ValueError(f"{path}: cannot decode the image ({type(error).__name__}: {error})") from error

@@ -12,8 +12,10 @@ __all__ = ["NYU_MAX_DEPTH", "TEST_SEED_OFFSET", "write_nyu_like", "read_syntheti
 import csv
 import io
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +127,10 @@ class _Source:
     def read(self, name):
         if not self.exists(name):
             raise FileNotFoundError(f"{self.describe(name)}: no such file")
-        return self._zip().read(name) if self.is_zip else (self.path / name).read_bytes()
+        try:
+            return self._zip().read(name) if self.is_zip else (self.path / name).read_bytes()
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a corrupt member (bad CRC, cut data)
+            raise ValueError(f"{self.describe(name)}: cannot read this zip member ({error})") from error
 
 
 def read_synthetic_meta(root_or_zip):
@@ -134,7 +139,11 @@ def read_synthetic_meta(root_or_zip):
 
     Real NYU downloads have no such file (FileNotFoundError).
     """
-    meta = json.loads(_Source(root_or_zip).read(_META))
+    source = _Source(root_or_zip)
+    try:
+        meta = json.loads(source.read(_META))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source.describe(_META)}: not valid JSON ({error})") from None
     for split in ("train", "test"):
         for row in meta[split]:
             row["K"], row["extrinsic"] = np.array(row["K"]), np.array(row["extrinsic"])
@@ -156,7 +165,20 @@ def _read_csv(source, split):
                                         f"(listed on line {line_number} of {source.describe(_CSV[split])})")
         samples.append((fields[0], fields[1]))
         line_numbers.append(line_number)
+    if not samples:
+        raise ValueError(f"{source.describe(_CSV[split])}: no 'rgb_path,depth_path' rows; the {split} split is empty")
     return samples, line_numbers
+
+
+def _check_cameras(source, split, samples, cameras):
+    """The meta file's rows must name the CSV's files, row for row (checked once, when the set is built)."""
+    if len(cameras) != len(samples):
+        raise ValueError(f"{source.describe(_META)}: {len(cameras)} {split} rows, but {source.describe(_CSV[split])} "
+                         f"has {len(samples)}; expected one camera per CSV row")
+    for index, (row, sample) in enumerate(zip(cameras, samples)):
+        if (row["rgb"], row["depth"]) != sample:
+            raise ValueError(f"{source.describe(_META)}: {split} row {index} is {row['rgb']}, expected {sample[0]} "
+                             "(meta file does not match the CSV)")
 
 
 class NYUDepth(Dataset):
@@ -176,6 +198,8 @@ class NYUDepth(Dataset):
             raise ValueError(f"NYUDepth: split {split!r}, expected 'train' or 'test'")
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ValueError(f"NYUDepth: size {size}, expected None or (height, width) with positive ints")
+        if not (isinstance(max_depth, (int, float)) and math.isfinite(max_depth) and max_depth > 0):
+            raise ValueError(f"NYUDepth: max_depth {max_depth!r}, expected a finite positive number of metres")
         self.split, self.size, self.max_depth = split, None if size is None else tuple(size), float(max_depth)
         self.augment = (split == "train") if augment is None else bool(augment)
         if with_camera and self.augment:
@@ -183,33 +207,53 @@ class NYUDepth(Dataset):
         self.source = _Source(root_or_zip)
         self.samples, self.csv_lines = _read_csv(self.source, split)
         self.cameras = read_synthetic_meta(self.source.path)[split] if with_camera else None
+        if self.cameras is not None:
+            _check_cameras(self.source, split, self.samples, self.cameras)
 
     def __len__(self):
         return len(self.samples)
 
-    def _load_depth(self, rgb_name, depth_name, image_size):
-        with Image.open(io.BytesIO(self.source.read(depth_name))) as png:
+    def describe(self, index) -> str:
+        """Where sample ``index`` comes from: its files and the CSV line that lists them."""
+        rgb, depth = self.samples[index]
+        return f"{rgb}, {depth} (line {self.csv_lines[index]} of {self.source.describe(_CSV[self.split])})"
+
+    def _open(self, name, index):
+        """The decoded PIL image of a member; errors name the file and the CSV line that lists it."""
+        try:
+            image = Image.open(io.BytesIO(self.source.read(name)))
+            image.load()
+            return image
+        except (OSError, SyntaxError, ValueError) as error:  # PIL: unidentified, truncated or corrupt data
+            raise ValueError(f"{self.source.describe(name)} (line {self.csv_lines[index]} of "
+                             f"{self.source.describe(_CSV[self.split])}): cannot decode the image "
+                             f"({type(error).__name__}: {error})") from error
+
+    def _load_depth(self, rgb_name, depth_name, image_size, index):
+        with self._open(depth_name, index) as png:
             mode, png_size = png.mode, png.size
             raw = np.asarray(png)
         expected = ("L",) if self.split == "train" else ("I;16", "I;16B", "I;16L", "I")
+        line = f"line {self.csv_lines[index]} of {self.source.describe(_CSV[self.split])}"
         if mode not in expected:
             bits = "8-bit (mode 'L')" if self.split == "train" else "16-bit (mode 'I;16')"
             raise ValueError(f"{self.source.describe(depth_name)}: PNG mode {mode!r}, expected a {bits} "
-                             f"{self.split} depth map")
+                             f"{self.split} depth map ({line})")
         if png_size != image_size:
             raise ValueError(f"{self.source.describe(depth_name)} is {png_size[0]}x{png_size[1]} (WxH) but "
-                             f"{self.source.describe(rgb_name)} is {image_size[0]}x{image_size[1]}; expected equal")
+                             f"{self.source.describe(rgb_name)} is {image_size[0]}x{image_size[1]} ({line}); "
+                             "expected equal")
         depth = raw.astype(np.float32)
         depth = depth / 255.0 * self.max_depth if self.split == "train" else depth / 1000.0
         return torch.from_numpy(depth)[None]
 
     def __getitem__(self, index):
         rgb_name, depth_name = self.samples[index]
-        with Image.open(io.BytesIO(self.source.read(rgb_name))) as image_file:
+        with self._open(rgb_name, index) as image_file:
             image_size = image_file.size
             image = torch.from_numpy(np.asarray(image_file.convert("RGB"), dtype=np.float32) / 255.0)
         image = image.permute(2, 0, 1).contiguous()
-        depth = self._load_depth(rgb_name, depth_name, image_size)
+        depth = self._load_depth(rgb_name, depth_name, image_size, index)
         if self.size is not None and tuple(image.shape[1:]) != self.size:
             image = F.interpolate(image[None], size=self.size, mode="bilinear", align_corners=False,
                                   antialias=True)[0].clamp(0.0, 1.0)
@@ -225,10 +269,7 @@ class NYUDepth(Dataset):
         return item
 
     def _camera(self, index, image_size):
-        row = self.cameras[index]
-        if (row["rgb"], row["depth"]) != self.samples[index]:
-            raise ValueError(f"{self.source.describe(_META)}: row {index} is {row['rgb']}, expected "
-                             f"{self.samples[index][0]} (meta file does not match the CSV)")
+        row = self.cameras[index]  # rows were matched with the CSV when the set was built
         K = row["K"]
         if self.size is not None:
             from depthlib.geometry import scale_intrinsics

@@ -68,7 +68,9 @@ def _load_features(features: nn.Sequential, path, name: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights file not found: {path!r} (expected a state "
                                 f"dict of a torchvision {name} saved with torch.save)")
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    from depthlib.checkpoint_io import read_torch_file
+
+    state_dict = read_torch_file(path)  # a truncated or foreign file: one line naming it
     if not isinstance(state_dict, dict):
         raise ValueError(f"{path!r} holds a {type(state_dict).__name__}, expected a state dict")
     cleaned = {}
@@ -221,13 +223,14 @@ def load_densedepth(path, map_location="cpu") -> DenseDepth:
     """A DenseDepth rebuilt from a training checkpoint or exported weights (its encoder is in the
     file's metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
     from depthlib.data.download import shipped_file
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.train import load_weights
 
     weights, metadata = load_weights(shipped_file(path), map_location)
     if metadata.get("model", "densedepth") != "densedepth":
         raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'densedepth'")
     model = DenseDepth(metadata.get("encoder", "densenet169"))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    load_model_state(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, path)
     model.metadata = metadata
     return model.eval()
 

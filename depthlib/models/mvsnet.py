@@ -363,12 +363,13 @@ def load_mvsnet(path, map_location="cpu") -> MVSNet:
     """An MVSNet rebuilt from a training checkpoint or exported weights (``refine`` from the file's
     metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
     from depthlib.data.download import shipped_file
+    from depthlib.checkpoint_io import load_model_state
     from depthlib.train import load_weights
 
     weights, metadata = load_weights(shipped_file(path), map_location)
     if metadata.get("model", "mvsnet") != "mvsnet":
         raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'mvsnet'")
     model = MVSNet(refine=metadata.get("refine", True))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    load_model_state(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, path)
     model.metadata = metadata
     return model.eval()

@@ -1,0 +1,94 @@
+"""Argument types of the command line (``python -m depthlib``): every option checked when it is parsed.
+
+Every number is checked for its real range and finiteness; a file option is checked to exist, so a
+typo is reported at once, before any data set is rendered or read. An option left out is None and
+means "the default": 0 always means zero (or is an error), never "the default".
+
+Example:
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--epochs", type=positive)
+    >>> parser.parse_args(["--epochs", "3"]).epochs
+    3
+"""
+from __future__ import annotations
+
+__all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real",
+           "size", "size32", "local_file", "weights_file", "pretrained"]
+
+import argparse
+import math
+from pathlib import Path
+
+
+def integer(low: int, multiple: int = 1):
+    """argparse type: an integer >= ``low`` (and a multiple of ``multiple``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or value % multiple:
+            rule = f"an integer >= {low}" + (f" and a multiple of {multiple}" if multiple > 1 else "")
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value"
+    return parse
+
+
+def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """argparse type: a finite number in [low, high] (open at an end with ``low_open`` / ``high_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        below = value <= low if low_open else value < low
+        above = value >= high if high_open else value > high
+        if not math.isfinite(value) or below or above:
+            ends = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"expected a finite number in {ends}, got {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+count, positive, views = integer(0), integer(1), integer(2)
+planes = integer(8, multiple=8)  # MVSNet's 3D U-Net halves D three times
+positive_real, non_negative_real = real(0.0, low_open=True), real(0.0)
+
+
+def size(text: str, multiple: int = 1):
+    """argparse type: HEIGHTxWIDTH with positive sides (multiples of ``multiple``) -> (height, width)."""
+    try:
+        height, width = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HEIGHTxWIDTH (e.g. 480x640), got {text!r}") from None
+    if height < 1 or width < 1 or height % multiple or width % multiple:
+        rule = "positive" + (f" multiples of {multiple}" if multiple > 1 else "")
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected {rule} HEIGHT and WIDTH")
+    return height, width
+
+
+def size32(text: str):
+    """``size`` with multiples of 32 (MVSNet: H/4 and W/4 divisible by 8)."""
+    return size(text, multiple=32)
+
+
+def local_file(text: str) -> str:
+    """argparse type: a file that exists here."""
+    if not Path(text).expanduser().is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return text
+
+
+def weights_file(text: str) -> str:
+    """argparse type: a local checkpoint or weights file, or a file the book ships (a bare name or
+    data/NAME, found by ``depthlib.data.download.shipped_file``)."""
+    if Path(text).expanduser().is_file() or Path(text).parent in (Path("."), Path("data")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text}: no such file")
+
+
+def pretrained(text: str) -> str:
+    """argparse type: "none", "imagenet" or a local weights file."""
+    return text if text in ("none", "imagenet") else local_file(text)
