@@ -11,6 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# re-exported, as chapter 10 uses them: PLY files live with the other formats, the ground-truth
+# surface sampler with the renderer
+from depthlib.data.io import as_point_array, read_ply, write_ply
+from depthlib.data.scenes import surface_points, voxel_downsample
 from depthlib.geometry import (_check, backproject, camera_to_world, depth_to_points, pixel_grid, project,
                                world_to_camera)
 
@@ -247,118 +251,8 @@ def fuse_scan(folder, depth_folder: str = "depth_est", **thresholds):
 
 # ----------------------------------------------------------------------------- PLY files
 
-_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-              "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
-
-
-def _point_array(points, name: str = "points", expected=None) -> np.ndarray:
-    points = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
-    ok = points.ndim == 2 and points.shape[1] == 3 if expected is None else points.shape == expected
-    _check(ok, name, points, "(N, 3)" if expected is None else f"{expected} like points")
-    return points
-
-
-def write_ply(path, points, colors=None):
-    """Write a point cloud as binary little-endian PLY (read by MeshLab, CloudCompare, Open3D).
-
-    points: (N, 3) finite, stored as float32 x y z. colors: (N, 3) uint8 (or float in [0, 1]) stored
-    as uchar red green blue, or None. Returns ``path``.
-    """
-    points = _point_array(points)
-    if not np.isfinite(points).all():
-        row = int(np.flatnonzero(~np.isfinite(points).all(1))[0])
-        raise ValueError(f"write_ply({path}): points row {row} is {points[row]}, expected finite coordinates")
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
-    if colors is not None:
-        colors = _point_array(colors, "colors", expected=points.shape)
-        if colors.dtype != np.uint8:
-            colors = np.clip(np.round(colors.astype(np.float64) * 255), 0, 255).astype(np.uint8)
-        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
-    vertices = np.empty(len(points), dtype=fields)
-    vertices["x"], vertices["y"], vertices["z"] = points.T.astype(np.float32)
-    if colors is not None:
-        vertices["red"], vertices["green"], vertices["blue"] = colors.T
-    header = ["ply", "format binary_little_endian 1.0", "comment written by depthlib",
-              f"element vertex {len(points)}"]
-    header += [f"property {'float' if dtype == '<f4' else 'uchar'} {name}" for name, dtype in fields]
-    with open(path, "wb") as handle:
-        handle.write(("\n".join(header + ["end_header"]) + "\n").encode("ascii"))
-        handle.write(vertices.tobytes())
-    return path
-
-
-def _ply_header(path: Path, handle):
-    """(format, [(element, count, [(property, dtype)])]) of a PLY header; the handle ends after it."""
-    if handle.readline().strip() != b"ply":
-        raise ValueError(f"{path}: first line is not 'ply', expected a PLY file")
-    fmt, elements = None, []
-    for number, raw in enumerate(iter(handle.readline, b""), start=2):
-        words = raw.decode("ascii", errors="replace").split()
-        if words[:1] == ["format"] and len(words) == 3:
-            fmt = words[1]
-        elif words[:1] == ["element"] and len(words) == 3:
-            if not words[2].isdigit():
-                raise ValueError(f"{path}:{number}: {' '.join(words)!r}, expected 'element <name> <count>' with a "
-                                 "non-negative integer count")
-            elements.append((words[1], int(words[2]), []))
-        elif words[:1] == ["property"] and elements:
-            if not (words[1] == "list" and len(words) == 5 or len(words) == 3 and words[1] in _PLY_TYPES):
-                raise ValueError(f"{path}:{number}: {raw.strip()!r}, expected 'property <type> <name>' "
-                                 "or 'property list <type> <type> <name>'")
-            elements[-1][2].append((words[-1], _PLY_TYPES.get(words[1])))  # None: a list property
-        elif words == ["end_header"]:
-            break
-        elif words[:1] not in (["comment"], ["obj_info"]):
-            raise ValueError(f"{path}:{number}: unexpected header line {raw.strip()!r}")
-    else:
-        raise ValueError(f"{path}: no 'end_header' line, expected a complete PLY header")
-    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise ValueError(f"{path}: format {fmt!r}, expected binary_little_endian, binary_big_endian or ascii")
-    return fmt, elements
-
-
-def read_ply(path):
-    """Read the vertices of a PLY point cloud (binary either endianness, or ascii).
-
-    Returns (points (N, 3) float32, colors (N, 3) uint8 or None when the file has no red green blue).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as handle:
-        fmt, elements = _ply_header(path, handle)
-        names = [name for name, _, _ in elements]
-        if "vertex" not in names or any(count for _, count, _ in elements[:names.index("vertex")]):
-            raise ValueError(f"{path}: elements {names}, expected a 'vertex' element first")
-        _, count, properties = elements[names.index("vertex")]
-        if any(code is None for _, code in properties):
-            raise ValueError(f"{path}: the vertex element has a list property, expected scalar properties only")
-        order = ">" if fmt == "binary_big_endian" else "<"
-        dtype = np.dtype([(name, order + code) for name, code in properties])
-        if fmt == "ascii":
-            rows = [handle.readline().split() for _ in range(count)]
-            if any(len(row) < len(properties) for row in rows):
-                raise ValueError(f"{path}: an ascii vertex line has fewer than {len(properties)} values")
-            table = np.array([tuple(row[:len(properties)]) for row in rows], dtype=[(n, "U32") for n, _ in properties])
-            vertices = table.astype(dtype) if count else np.empty(0, dtype)
-        else:  # the payload is checked against the header before it is read
-            payload, needed = path.stat().st_size - handle.tell(), count * dtype.itemsize
-            if payload < needed or (len(elements) == 1 and payload != needed):
-                raise ValueError(f"{path}: {payload / dtype.itemsize:g} vertices of {dtype.itemsize} bytes, expected "
-                                 f"{count} ({needed} bytes after the header{', exactly' if len(elements) == 1 else ''};"
-                                 " truncated or padded file?)")
-            vertices = np.frombuffer(handle.read(needed), dtype=dtype)
-    missing = [axis for axis in "xyz" if axis not in dtype.names]
-    if missing:
-        raise ValueError(f"{path}: vertex properties {list(dtype.names)}, expected x, y and z")
-    points = np.stack([vertices[axis] for axis in "xyz"], 1).astype(np.float32)
-    if not all(channel in dtype.names for channel in ("red", "green", "blue")):
-        return points, None
-    return points, np.stack([vertices[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
-
-
 # ----------------------------------------------------------------------------- evaluation
+
 
 def nearest_distances(query, reference, method: str = "auto", block: int = 2048) -> np.ndarray:
     """Distance from each query point to its nearest reference point (exact), float64 (N,).
@@ -367,7 +261,7 @@ def nearest_distances(query, reference, method: str = "auto", block: int = 2048)
     thread per torch thread), "cdist" (blocks of torch.cdist in float64, O(N M): small clouds only),
     or "auto" (kdtree when scipy is installed).
     """
-    query, reference = _point_array(query, "query").astype(np.float64), _point_array(reference, "reference")
+    query, reference = as_point_array(query, "query").astype(np.float64), as_point_array(reference, "reference")
     reference = reference.astype(np.float64)
     if len(reference) == 0:
         raise ValueError("reference has shape (0, 3), expected at least one point")
@@ -409,7 +303,7 @@ def accuracy_completeness(pred_points, gt_points, max_dist=None, method: str = "
         >>> accuracy_completeness(np.zeros((1, 3)), np.array([[0.0, 0, 0], [0, 0, 2]]))["completeness"]
         1.0
     """
-    pred_points, gt_points = _point_array(pred_points, "pred_points"), _point_array(gt_points, "gt_points")
+    pred_points, gt_points = as_point_array(pred_points, "pred_points"), as_point_array(gt_points, "gt_points")
     for name, cloud in (("pred_points", pred_points), ("gt_points", gt_points)):
         if len(cloud) == 0:
             raise ValueError(f"{name} has shape (0, 3), expected at least one point")
@@ -421,42 +315,3 @@ def accuracy_completeness(pred_points, gt_points, max_dist=None, method: str = "
         result[f"{key}_kept"] = len(kept) / len(distance)
     result["overall"] = (result["accuracy"] + result["completeness"]) / 2
     return result
-
-
-def voxel_downsample(points, voxel_size: float, colors=None):
-    """Keep the first point (in input order) of every occupied cube of side ``voxel_size``.
-
-    Gives an even density without moving points off the surface. points: (N, 3); colors: (N, 3) or
-    None. Returns (points, colors) NumPy subsets in input order.
-    """
-    points = _point_array(points)
-    if not voxel_size > 0:
-        raise ValueError(f"voxel_size is {voxel_size}, expected a positive number")
-    _, first = np.unique(np.floor(points / voxel_size).astype(np.int64), axis=0, return_index=True)
-    first = np.sort(first)
-    return points[first], None if colors is None else _point_array(colors, "colors", points.shape)[first]
-
-
-def surface_points(scene, K, extrinsics, height: int, width: int, upsample: int = 1, spacing=None,
-                   units_per_metre: float = 1.0) -> np.ndarray:
-    """Ground-truth surface samples of a rendered scene: the exact ray-cast hits of every pixel of every camera.
-
-    The renderer's own hit points (analytic ray-primitive intersections, float32), so they lie on the
-    true surface and cover exactly what the cameras see (like DTU's structured-light reference scans).
-    scene: a ``Scene`` (e.g. ``object_scene(seed)``); K: (3, 3) or (V, 3, 3) at height x width;
-    extrinsics: (V, 4, 4) world->camera, metres. ``upsample``: cast upsample^2 rays per pixel;
-    ``spacing``: then :func:`voxel_downsample` to that spacing (output units). Returns (N, 3) float32
-    in metres x ``units_per_metre`` (1000 matches a DTU-like set written in millimetres).
-    """
-    from depthlib.data.raycast import Camera, trace
-
-    extrinsics = np.asarray(extrinsics, np.float64)
-    _check(extrinsics.ndim == 3 and extrinsics.shape[1:] == (4, 4), "extrinsics", extrinsics, "(V, 4, 4)")
-    K = np.broadcast_to(np.asarray(K, np.float64), (len(extrinsics), 3, 3)) if np.ndim(K) == 2 else np.asarray(K)
-    _check(K.shape == (len(extrinsics), 3, 3), "K", K, f"(3, 3) or ({len(extrinsics)}, 3, 3)")
-    hits = []
-    for intrinsic, extrinsic in zip(K, extrinsics):
-        hit = trace(scene, Camera(intrinsic, extrinsic, height, width).resized(height * upsample, width * upsample))
-        hits.append(hit.points[hit.object_id.reshape(-1) >= 0])
-    points = (np.concatenate(hits) * units_per_metre).astype(np.float32)
-    return points if spacing is None else voxel_downsample(points, spacing)[0]

@@ -1,4 +1,4 @@
-"""Dataset file formats: PFM depth maps, MVSNet cam.txt / pair.txt, RGB images (chapter 01)."""
+"""File formats: PFM depth maps, MVSNet cam.txt / pair.txt, RGB images (chapter 01), PLY point clouds (chapter 10)."""
 __all__ = [
     "read_pfm",
     "write_pfm",
@@ -7,6 +7,9 @@ __all__ = [
     "read_pair_file",
     "write_pair_file",
     "read_image",
+    "write_ply",
+    "read_ply",
+    "as_point_array",
 ]
 
 import math
@@ -272,3 +275,120 @@ def read_image(path):
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     except (OSError, SyntaxError, ValueError) as error:  # PIL: unidentified, truncated or corrupt data
         raise ValueError(f"{path}: cannot decode the image ({type(error).__name__}: {error})") from error
+
+
+# ----------------------------------------------------------------------------- PLY point clouds
+
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+              "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
+
+
+def as_point_array(points, name: str = "points", expected=None) -> np.ndarray:
+    """``points`` (a tensor on any device, or array-like) as a NumPy array of shape (N, 3), or of
+    shape ``expected`` (e.g. colours like their points); ValueError naming ``name`` otherwise."""
+    points = np.asarray(points.detach().cpu()) if hasattr(points, "detach") else np.asarray(points)
+    ok = points.ndim == 2 and points.shape[1] == 3 if expected is None else points.shape == expected
+    if not ok:
+        raise ValueError(f"{name} has shape {points.shape}, expected "
+                         f"{'(N, 3)' if expected is None else f'{expected} like points'}")
+    return points
+
+
+def write_ply(path, points, colors=None):
+    """Write a point cloud as binary little-endian PLY (read by MeshLab, CloudCompare, Open3D).
+
+    points: (N, 3) finite, stored as float32 x y z. colors: (N, 3) uint8 (or float in [0, 1]) stored
+    as uchar red green blue, or None. Returns ``path``.
+    """
+    points = as_point_array(points)
+    if not np.isfinite(points).all():
+        row = int(np.flatnonzero(~np.isfinite(points).all(1))[0])
+        raise ValueError(f"write_ply({path}): points row {row} is {points[row]}, expected finite coordinates")
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if colors is not None:
+        colors = as_point_array(colors, "colors", expected=points.shape)
+        if colors.dtype != np.uint8:
+            colors = np.clip(np.round(colors.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vertices = np.empty(len(points), dtype=fields)
+    vertices["x"], vertices["y"], vertices["z"] = points.T.astype(np.float32)
+    if colors is not None:
+        vertices["red"], vertices["green"], vertices["blue"] = colors.T
+    header = ["ply", "format binary_little_endian 1.0", "comment written by depthlib",
+              f"element vertex {len(points)}"]
+    header += [f"property {'float' if dtype == '<f4' else 'uchar'} {name}" for name, dtype in fields]
+    with open(path, "wb") as handle:
+        handle.write(("\n".join(header + ["end_header"]) + "\n").encode("ascii"))
+        handle.write(vertices.tobytes())
+    return path
+
+
+def _ply_header(path: Path, handle):
+    """(format, [(element, count, [(property, dtype)])]) of a PLY header; the handle ends after it."""
+    if handle.readline().strip() != b"ply":
+        raise ValueError(f"{path}: first line is not 'ply', expected a PLY file")
+    fmt, elements = None, []
+    for number, raw in enumerate(iter(handle.readline, b""), start=2):
+        words = raw.decode("ascii", errors="replace").split()
+        if words[:1] == ["format"] and len(words) == 3:
+            fmt = words[1]
+        elif words[:1] == ["element"] and len(words) == 3:
+            if not words[2].isdigit():
+                raise ValueError(f"{path}:{number}: {' '.join(words)!r}, expected 'element <name> <count>' with a "
+                                 "non-negative integer count")
+            elements.append((words[1], int(words[2]), []))
+        elif words[:1] == ["property"] and elements:
+            if not (words[1] == "list" and len(words) == 5 or len(words) == 3 and words[1] in _PLY_TYPES):
+                raise ValueError(f"{path}:{number}: {raw.strip()!r}, expected 'property <type> <name>' "
+                                 "or 'property list <type> <type> <name>'")
+            elements[-1][2].append((words[-1], _PLY_TYPES.get(words[1])))  # None: a list property
+        elif words == ["end_header"]:
+            break
+        elif words[:1] not in (["comment"], ["obj_info"]):
+            raise ValueError(f"{path}:{number}: unexpected header line {raw.strip()!r}")
+    else:
+        raise ValueError(f"{path}: no 'end_header' line, expected a complete PLY header")
+    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
+        raise ValueError(f"{path}: format {fmt!r}, expected binary_little_endian, binary_big_endian or ascii")
+    return fmt, elements
+
+
+def read_ply(path):
+    """Read the vertices of a PLY point cloud (binary either endianness, or ascii).
+
+    Returns (points (N, 3) float32, colors (N, 3) uint8 or None when the file has no red green blue).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        fmt, elements = _ply_header(path, handle)
+        names = [name for name, _, _ in elements]
+        if "vertex" not in names or any(count for _, count, _ in elements[:names.index("vertex")]):
+            raise ValueError(f"{path}: elements {names}, expected a 'vertex' element first")
+        _, count, properties = elements[names.index("vertex")]
+        if any(code is None for _, code in properties):
+            raise ValueError(f"{path}: the vertex element has a list property, expected scalar properties only")
+        order = ">" if fmt == "binary_big_endian" else "<"
+        dtype = np.dtype([(name, order + code) for name, code in properties])
+        if fmt == "ascii":
+            rows = [handle.readline().split() for _ in range(count)]
+            if any(len(row) < len(properties) for row in rows):
+                raise ValueError(f"{path}: an ascii vertex line has fewer than {len(properties)} values")
+            table = np.array([tuple(row[:len(properties)]) for row in rows], dtype=[(n, "U32") for n, _ in properties])
+            vertices = table.astype(dtype) if count else np.empty(0, dtype)
+        else:  # the payload is checked against the header before it is read
+            payload, needed = path.stat().st_size - handle.tell(), count * dtype.itemsize
+            if payload < needed or (len(elements) == 1 and payload != needed):
+                raise ValueError(f"{path}: {payload / dtype.itemsize:g} vertices of {dtype.itemsize} bytes, expected "
+                                 f"{count} ({needed} bytes after the header{', exactly' if len(elements) == 1 else ''};"
+                                 " truncated or padded file?)")
+            vertices = np.frombuffer(handle.read(needed), dtype=dtype)
+    missing = [axis for axis in "xyz" if axis not in dtype.names]
+    if missing:
+        raise ValueError(f"{path}: vertex properties {list(dtype.names)}, expected x, y and z")
+    points = np.stack([vertices[axis] for axis in "xyz"], 1).astype(np.float32)
+    if not all(channel in dtype.names for channel in ("red", "green", "blue")):
+        return points, None
+    return points, np.stack([vertices[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)

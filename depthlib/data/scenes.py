@@ -3,7 +3,8 @@
 Rooms (monocular depth, NYU-like): floor, walls and ceiling of a random box room with furniture,
 seen by a camera standing inside with NYU's Kinect intrinsics. Object sets (multi-view stereo,
 DTU-like): textured primitives on a table seen from an arc of cameras. Everything is
-deterministic given the seed.
+deterministic given the seed. ``surface_points`` samples a scene's true surface for chapter 10's
+accuracy / completeness, as DTU's structured-light scans do for the real set.
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import multiprocessing as mp
 
 import numpy as np
 
+from .io import as_point_array
 from .raycast import Box, Camera, Cylinder, Light, Plane, Scene, Sphere, look_at, nyu_intrinsics, shade, trace
 from .textures import Material
 
-__all__ = ["room_scene", "room_camera", "room_frame", "room_frames", "object_scene", "arc_cameras", "object_scan"]
+__all__ = ["room_scene", "room_camera", "room_frame", "room_frames", "object_scene", "arc_cameras", "object_scan",
+           "surface_points", "voxel_downsample"]
 
 _WALL_COLORS = [(0.85, 0.82, 0.75), (0.72, 0.80, 0.85), (0.88, 0.78, 0.70), (0.75, 0.85, 0.72),
                 (0.90, 0.90, 0.88), (0.80, 0.72, 0.80)]
@@ -259,3 +262,42 @@ def object_scan(seed: int, n_views: int = 12, height: int = 128, width: int = 16
             "K_depth": cameras[0].resized(depth_height, depth_width).K,
             "extrinsics": np.stack([c.extrinsic for c in cameras]), "depth_range": (near, far),
             "name": scene.name}
+
+
+def voxel_downsample(points, voxel_size: float, colors=None):
+    """Keep the first point (in input order) of every occupied cube of side ``voxel_size``.
+
+    Gives an even density without moving points off the surface. points: (N, 3); colors: (N, 3) or
+    None. Returns (points, colors) NumPy subsets in input order.
+    """
+    points = as_point_array(points)
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size is {voxel_size}, expected a positive number")
+    _, first = np.unique(np.floor(points / voxel_size).astype(np.int64), axis=0, return_index=True)
+    first = np.sort(first)
+    return points[first], None if colors is None else as_point_array(colors, "colors", points.shape)[first]
+
+
+def surface_points(scene, K, extrinsics, height: int, width: int, upsample: int = 1, spacing=None,
+                   units_per_metre: float = 1.0) -> np.ndarray:
+    """Ground-truth surface samples of a rendered scene: the exact ray-cast hits of every pixel of every camera.
+
+    The renderer's own hit points (analytic ray-primitive intersections, float32), so they lie on the
+    true surface and cover exactly what the cameras see (like DTU's structured-light reference scans).
+    scene: a ``Scene`` (e.g. ``object_scene(seed)``); K: (3, 3) or (V, 3, 3) at height x width;
+    extrinsics: (V, 4, 4) world->camera, metres. ``upsample``: cast upsample^2 rays per pixel;
+    ``spacing``: then :func:`voxel_downsample` to that spacing (output units). Returns (N, 3) float32
+    in metres x ``units_per_metre`` (1000 matches a DTU-like set written in millimetres).
+    """
+    extrinsics = np.asarray(extrinsics, np.float64)
+    if extrinsics.ndim != 3 or extrinsics.shape[1:] != (4, 4):
+        raise ValueError(f"extrinsics has shape {extrinsics.shape}, expected (V, 4, 4)")
+    K = np.broadcast_to(np.asarray(K, np.float64), (len(extrinsics), 3, 3)) if np.ndim(K) == 2 else np.asarray(K)
+    if K.shape != (len(extrinsics), 3, 3):
+        raise ValueError(f"K has shape {K.shape}, expected (3, 3) or ({len(extrinsics)}, 3, 3)")
+    hits = []
+    for intrinsic, extrinsic in zip(K, extrinsics):
+        hit = trace(scene, Camera(intrinsic, extrinsic, height, width).resized(height * upsample, width * upsample))
+        hits.append(hit.points[hit.object_id.reshape(-1) >= 0])
+    points = (np.concatenate(hits) * units_per_metre).astype(np.float32)
+    return points if spacing is None else voxel_downsample(points, spacing)[0]
