@@ -15,8 +15,8 @@ import torch.nn.functional as F
 # surface sampler with the renderer
 from depthlib.data.io import as_point_array, read_ply, write_ply
 from depthlib.data.scenes import surface_points, voxel_downsample
-from depthlib.geometry import (_check, backproject, camera_to_world, depth_to_points, pixel_grid, project,
-                               world_to_camera)
+from depthlib.geometry import (backproject, bilinear_sample, camera_to_world, check_shape, depth_to_points,
+                               pixel_grid, project, world_to_camera)
 
 # Conventions: as depthlib.geometry (OpenCV camera frame, extrinsic world->camera, integer pixel
 # coordinates are pixel centres, z-depth). Depth maps are torch (V, 1, H, W) float in scene units
@@ -36,15 +36,6 @@ def photometric_mask(confidence: torch.Tensor, threshold: float = 0.8) -> torch.
     return torch.as_tensor(confidence) > threshold
 
 
-def _sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of depth (S, 1, h, w) at pixels uv (S, 2, H, W); 0 outside or where uv is NaN."""
-    height, width = depth.shape[-2:]
-    scale = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=uv.dtype, device=uv.device).reshape(1, 2, 1, 1)
-    grid = torch.nan_to_num(uv / scale - 1, nan=-10.0)  # align_corners=True: pixel 0 -> -1, W-1 -> +1
-    return F.grid_sample(depth, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
-                         align_corners=True)
-
-
 def geometric_mask(ref_depth, ref_K, ref_E, src_depths, src_Ks, src_Es, pixel_threshold: float = 1.0,
                    depth_threshold: float = 0.01, min_views: int = 3):
     """MVSNet's geometric consistency of a reference depth map with S source depth maps.
@@ -62,19 +53,19 @@ def geometric_mask(ref_depth, ref_K, ref_E, src_depths, src_Ks, src_Es, pixel_th
     """
     ref_depth, ref_K, ref_E = (torch.as_tensor(x).float() for x in (ref_depth, ref_K, ref_E))
     src_depths, src_Ks, src_Es = (torch.as_tensor(x).float() for x in (src_depths, src_Ks, src_Es))
-    _check(ref_depth.dim() == 4 and ref_depth.shape[:2] == (1, 1), "ref_depth", ref_depth, "(1, 1, H, W)")
-    _check(tuple(ref_K.shape) == (1, 3, 3), "ref_K", ref_K, "(1, 3, 3)")
-    _check(tuple(ref_E.shape) == (1, 4, 4), "ref_E", ref_E, "(1, 4, 4)")
-    _check(src_depths.dim() == 4 and src_depths.shape[1] == 1 and src_depths.shape[0] >= 1
+    check_shape(ref_depth.dim() == 4 and ref_depth.shape[:2] == (1, 1), "ref_depth", ref_depth, "(1, 1, H, W)")
+    check_shape(tuple(ref_K.shape) == (1, 3, 3), "ref_K", ref_K, "(1, 3, 3)")
+    check_shape(tuple(ref_E.shape) == (1, 4, 4), "ref_E", ref_E, "(1, 4, 4)")
+    check_shape(src_depths.dim() == 4 and src_depths.shape[1] == 1 and src_depths.shape[0] >= 1
            and min(src_depths.shape[-2:]) >= 2, "src_depths", src_depths, "(S, 1, h, w) with S >= 1, h, w >= 2")
     n_src = src_depths.shape[0]
-    _check(tuple(src_Ks.shape) == (n_src, 3, 3), "src_Ks", src_Ks, f"({n_src}, 3, 3) like src_depths")
-    _check(tuple(src_Es.shape) == (n_src, 4, 4), "src_Es", src_Es, f"({n_src}, 4, 4) like src_depths")
+    check_shape(tuple(src_Ks.shape) == (n_src, 3, 3), "src_Ks", src_Ks, f"({n_src}, 3, 3) like src_depths")
+    check_shape(tuple(src_Es.shape) == (n_src, 4, 4), "src_Es", src_Es, f"({n_src}, 4, 4) like src_depths")
     height, width = ref_depth.shape[-2:]
     # reference pixel -> world -> source camera -> source pixel (u_s, v_s), where the source depth is sampled
     world = camera_to_world(backproject(ref_depth, ref_K), ref_E).expand(n_src, -1, -1, -1)
     uv_src, _ = project(world_to_camera(world, src_Es), src_Ks)
-    src_depth = _sample_depth(src_depths, uv_src)                              # (S, 1, H, W)
+    src_depth = bilinear_sample(src_depths, uv_src)[0]                             # (S, 1, H, W)
     # back: X_s = d_s K_s^-1 [u_s, v_s, 1] -> world -> reference camera -> (p', d')
     homogeneous = torch.cat([torch.nan_to_num(uv_src), torch.ones_like(src_depth)], 1).reshape(n_src, 3, -1)
     back = (torch.linalg.inv(src_Ks) @ homogeneous) * src_depth.reshape(n_src, 1, -1)
@@ -113,7 +104,7 @@ def _pair_list(pairs, n_views: int, min_views: int):
 
 def _checked_images(images, n_views: int, height: int, width: int) -> torch.Tensor:
     images = torch.as_tensor(images)
-    _check(images.dim() == 4 and images.shape[:2] == (n_views, 3), "images", images,
+    check_shape(images.dim() == 4 and images.shape[:2] == (n_views, 3), "images", images,
            f"({n_views}, 3, H_img, W_img) like depths")
     if images.shape[-2] % height or images.shape[-1] % width:
         raise ValueError(f"images have shape {tuple(images.shape)}, expected a whole multiple of the depth maps' "
@@ -146,14 +137,14 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
     """
     _check_thresholds(photometric_threshold, pixel_threshold, depth_threshold, min_views)
     depths, Ks, extrinsics = (torch.as_tensor(x).float() for x in (depths, Ks, extrinsics))
-    _check(depths.dim() == 4 and depths.shape[1] == 1, "depths", depths, "(V, 1, H, W)")
+    check_shape(depths.dim() == 4 and depths.shape[1] == 1, "depths", depths, "(V, 1, H, W)")
     n_views, _, height, width = depths.shape
-    _check(tuple(Ks.shape) == (n_views, 3, 3), "Ks", Ks, f"({n_views}, 3, 3) like depths")
-    _check(tuple(extrinsics.shape) == (n_views, 4, 4), "extrinsics", extrinsics, f"({n_views}, 4, 4) like depths")
+    check_shape(tuple(Ks.shape) == (n_views, 3, 3), "Ks", Ks, f"({n_views}, 3, 3) like depths")
+    check_shape(tuple(extrinsics.shape) == (n_views, 4, 4), "extrinsics", extrinsics, f"({n_views}, 4, 4) like depths")
     if confidences is None:
         confidences = torch.ones_like(depths)
     confidences = torch.as_tensor(confidences)
-    _check(confidences.shape == depths.shape, "confidences", confidences, f"{tuple(depths.shape)} like depths")
+    check_shape(confidences.shape == depths.shape, "confidences", confidences, f"{tuple(depths.shape)} like depths")
     images = None if images is None else _checked_images(images, n_views, height, width)
     stats = {name: torch.zeros_like(depths, dtype=torch.bool) for name in ("photometric", "geometric", "mask")}
     stats["fused_depth"], stats["points_per_view"] = torch.zeros_like(depths), np.zeros(n_views, np.int64)

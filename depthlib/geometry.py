@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 __all__ = ["pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
-           "projection_matrix", "scale_intrinsics", "scale_projection", "depth_to_points", "homography_warp",
-           "plane_sweep_volume"]
+           "projection_matrix", "check_shape", "scale_intrinsics", "scale_projection", "depth_to_points", "bilinear_sample",
+           "homography_warp", "plane_sweep_volume"]
 
 import numpy as np
 import torch
@@ -14,15 +14,19 @@ import torch.nn.functional as F
 # v = row) are pixel CENTRES; depth is z-depth in the camera frame (not ray length).
 
 
-def _check(condition: bool, name: str, value, expected: str) -> None:
-    """Raise a ValueError naming the argument, its actual shape and the expected one."""
+def check_shape(condition: bool, name: str, value, expected: str) -> None:
+    """Raise a ValueError naming the argument, its actual shape and the expected one, unless ``condition``.
+
+    Example:
+        >>> check_shape(True, "K", torch.eye(3), "(3, 3)")  # nothing to say
+    """
     if not condition:
         shape = tuple(value.shape) if hasattr(value, "shape") else value
         raise ValueError(f"{name} has shape {shape}, expected {expected}")
 
 
 def _check_camera(K: torch.Tensor, batch: int, name: str = "K") -> None:
-    _check(K.dim() == 3 and tuple(K.shape) == (batch, 3, 3), name, K, f"({batch}, 3, 3)")
+    check_shape(K.dim() == 3 and tuple(K.shape) == (batch, 3, 3), name, K, f"({batch}, 3, 3)")
 
 
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -48,7 +52,7 @@ def backproject(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, 3, H, W) camera-frame points (x right, y down, z forward), metres.
     """
-    _check(depth.dim() == 4 and depth.shape[1] == 1, "depth", depth, "(B, 1, H, W)")
+    check_shape(depth.dim() == 4 and depth.shape[1] == 1, "depth", depth, "(B, 1, H, W)")
     batch, _, height, width = depth.shape
     _check_camera(K, batch)
     rays = torch.linalg.inv(K.to(depth.dtype)) @ pixel_grid(height, width, depth.device, depth.dtype)
@@ -65,7 +69,7 @@ def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-6):
         Where z <= eps (on or behind the camera plane) uv is NaN, never a division by ~0;
         mask with ``z > eps`` before ``grid_sample`` (a NaN grid samples NaN).
     """
-    _check(points.dim() in (3, 4) and points.shape[1] == 3, "points", points,
+    check_shape(points.dim() in (3, 4) and points.shape[1] == 3, "points", points,
            "(B, 3, N) or (B, 3, H, W)")
     _check_camera(K, points.shape[0])
     flat = points.reshape(points.shape[0], 3, -1)
@@ -77,9 +81,9 @@ def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-6):
 
 
 def _rigid_parts(extrinsic: torch.Tensor, points: torch.Tensor):
-    _check(points.dim() >= 3 and points.shape[1] == 3, "points", points, "(B, 3, ...)")
+    check_shape(points.dim() >= 3 and points.shape[1] == 3, "points", points, "(B, 3, ...)")
     batch = points.shape[0]
-    _check(tuple(extrinsic.shape) == (batch, 4, 4), "extrinsic", extrinsic, f"({batch}, 4, 4)")
+    check_shape(tuple(extrinsic.shape) == (batch, 4, 4), "extrinsic", extrinsic, f"({batch}, 4, 4)")
     extrinsic = extrinsic.to(points.dtype)
     return extrinsic[:, :3, :3], extrinsic[:, :3, 3:4], points.reshape(batch, 3, -1)
 
@@ -117,8 +121,8 @@ def projection_matrix(K, extrinsic):
     Returns:
         (B, 4, 4) or (4, 4).
     """
-    _check(K.shape[-2:] == (3, 3), "K", K, "(B, 3, 3) or (3, 3)")
-    _check(extrinsic.shape[-2:] == (4, 4) and extrinsic.shape[:-2] == K.shape[:-2],
+    check_shape(K.shape[-2:] == (3, 3), "K", K, "(B, 3, 3) or (3, 3)")
+    check_shape(extrinsic.shape[-2:] == (4, 4) and extrinsic.shape[:-2] == K.shape[:-2],
            "extrinsic", extrinsic, f"{tuple(K.shape[:-2]) + (4, 4)} to match K {tuple(K.shape)}")
     if isinstance(K, np.ndarray):
         proj = np.broadcast_to(np.eye(4), extrinsic.shape).copy()
@@ -139,7 +143,7 @@ def scale_intrinsics(K, scale_x: float, scale_y: float | None = None):
         >>> scale_intrinsics(np.array([[100., 0, 63.5], [0, 100., 47.5], [0, 0, 1]]), 0.5)[0]
         array([50. ,  0. , 31.5])
     """
-    _check(K.shape[-2:] == (3, 3), "K", K, "(..., 3, 3)")
+    check_shape(K.shape[-2:] == (3, 3), "K", K, "(..., 3, 3)")
     scale_y = scale_x if scale_y is None else scale_y
     scaled = K.copy() if isinstance(K, np.ndarray) else K.clone()
     scaled[..., 0, :2] = K[..., 0, :2] * scale_x
@@ -156,7 +160,7 @@ def scale_projection(proj, scale_x: float, scale_y: float | None = None):
     K' = S K), e.g. ``scale_projection(proj, 4)`` turns DTU's depth-resolution projections into
     image-resolution ones. proj: (..., 4, 4) tensor; returns a new tensor.
     """
-    _check(proj.shape[-2:] == (4, 4), "proj", proj, "(..., 4, 4)")
+    check_shape(proj.shape[-2:] == (4, 4), "proj", proj, "(..., 4, 4)")
     scale_y = scale_x if scale_y is None else scale_y
     S = torch.eye(4, dtype=proj.dtype, device=proj.device)
     S[0, 0], S[1, 1] = scale_x, scale_y
@@ -177,22 +181,57 @@ def depth_to_points(depth: torch.Tensor, K: torch.Tensor, extrinsic=None, mask=N
     if extrinsic is not None:
         points = camera_to_world(points, extrinsic)
     if mask is not None:
-        _check(tuple(mask.shape) == tuple(depth.shape), "mask", mask, f"{tuple(depth.shape)} like depth")
+        check_shape(tuple(mask.shape) == tuple(depth.shape), "mask", mask, f"{tuple(depth.shape)} like depth")
         points = torch.where(mask.bool(), points, torch.full_like(points, float("nan")))
     return points
 
 
+def bilinear_sample(values: torch.Tensor, uv: torch.Tensor):
+    """Bilinear samples of a map at sub-pixel points (pixel centres at integers), and where all four
+    neighbours were present.
+
+    Args:
+        values: (B, C, H, W) map, e.g. depth with 0 = no depth. uv: (B, 2, *P) pixel coordinates
+            [u, v] (column, row); NaN or inf for points that have none (e.g. behind the camera).
+    Returns:
+        (samples, complete): samples (B, C, *P), the bilinear mix of the four neighbours with 0
+        for neighbours outside the map (as ``grid_sample(align_corners=True, padding_mode="zeros")``);
+        complete (B, C, *P) bool, True where all four neighbours lie inside and are > 0 (a depth
+        sample not mixed with a hole or the border).
+    """
+    check_shape(values.dim() == 4, "values", values, "(B, C, H, W)")
+    check_shape(uv.dim() >= 3 and uv.shape[:2] == (values.shape[0], 2), "uv", uv, f"({values.shape[0]}, 2, ...)")
+    batch, channels, height, width = values.shape
+    finite = torch.isfinite(uv).all(1)
+    u, v = (torch.where(finite, uv[:, k], torch.full_like(uv[:, k], -10.0)).reshape(batch, -1) for k in (0, 1))
+    u0, v0 = u.floor(), v.floor()
+    du, dv = (u - u0).unsqueeze(1), (v - v0).unsqueeze(1)
+    padded = F.pad(values, (1, 1, 1, 1)).reshape(batch, channels, -1)      # a zero border all round
+    corners = []
+    for row_offset, col_offset in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        row = (v0 + row_offset).clamp(-1, height).long() + 1                # outside -> the zero border
+        col = (u0 + col_offset).clamp(-1, width).long() + 1
+        index = (row * (width + 2) + col).unsqueeze(1).expand(-1, channels, -1)
+        corners.append(torch.gather(padded, 2, index))
+    c00, c01, c10, c11 = corners
+    samples = (1 - du) * (1 - dv) * c00 + du * (1 - dv) * c01 + (1 - du) * dv * c10 + du * dv * c11
+    inside = (u0 >= 0) & (u0 <= width - 2) & (v0 >= 0) & (v0 <= height - 2) & finite.reshape(batch, -1)
+    complete = inside.unsqueeze(1) & (c00 > 0) & (c01 > 0) & (c10 > 0) & (c11 > 0)
+    shape = (batch, channels, *uv.shape[2:])
+    return samples.reshape(shape), complete.reshape(shape)
+
+
 def _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values) -> None:
-    _check(src_feat.dim() == 4, "src_feat", src_feat, "(B, C, H, W)")
+    check_shape(src_feat.dim() == 4, "src_feat", src_feat, "(B, C, H, W)")
     batch, _, height, width = src_feat.shape
     if height < 2 or width < 2:
         raise ValueError(f"src_feat has shape {tuple(src_feat.shape)}, expected H >= 2 and W >= 2")
-    _check(tuple(src_proj.shape) == (batch, 4, 4), "src_proj", src_proj, f"({batch}, 4, 4)")
-    _check(tuple(ref_proj.shape) == (batch, 4, 4), "ref_proj", ref_proj, f"({batch}, 4, 4)")
+    check_shape(tuple(src_proj.shape) == (batch, 4, 4), "src_proj", src_proj, f"({batch}, 4, 4)")
+    check_shape(tuple(ref_proj.shape) == (batch, 4, 4), "ref_proj", ref_proj, f"({batch}, 4, 4)")
     shape = tuple(depth_values.shape)
     ok = (len(shape) == 2 and shape[0] == batch) or (
         len(shape) == 4 and (shape[0], shape[2], shape[3]) == (batch, height, width))
-    _check(ok, "depth_values", depth_values, f"({batch}, D) or ({batch}, D, {height}, {width})")
+    check_shape(ok, "depth_values", depth_values, f"({batch}, D) or ({batch}, D, {height}, {width})")
 
 
 def homography_warp(src_feat: torch.Tensor, src_proj: torch.Tensor, ref_proj: torch.Tensor,
@@ -250,10 +289,10 @@ def plane_sweep_volume(feats: torch.Tensor, proj: torch.Tensor, depth_values: to
         (B, V, C, D, H, W): view 0 is the reference features repeated over D, views 1.. are
         ``homography_warp`` of each source view.
     """
-    _check(feats.dim() == 5, "feats", feats, "(B, V, C, H, W)")
+    check_shape(feats.dim() == 5, "feats", feats, "(B, V, C, H, W)")
     batch, views = feats.shape[:2]
-    _check(tuple(proj.shape) == (batch, views, 4, 4), "proj", proj, f"({batch}, {views}, 4, 4)")
-    _check(depth_values.dim() in (2, 4), "depth_values", depth_values, f"({batch}, D) or ({batch}, D, H, W)")
+    check_shape(tuple(proj.shape) == (batch, views, 4, 4), "proj", proj, f"({batch}, {views}, 4, 4)")
+    check_shape(depth_values.dim() in (2, 4), "depth_values", depth_values, f"({batch}, D) or ({batch}, D, H, W)")
     reference = feats[:, 0].unsqueeze(2).expand(-1, -1, depth_values.shape[1], -1, -1)
     warped = [homography_warp(feats[:, view], proj[:, view], proj[:, 0], depth_values)
               for view in range(1, views)]

@@ -1,7 +1,7 @@
 """Depth losses: normalisation, L1, image gradients, SSIM, DenseDepth and MVSNet losses (chapters 04 and 09)."""
 from __future__ import annotations
 
-__all__ = ["depth_norm", "image_gradients", "l1_loss", "gradient_loss", "ssim", "densedepth_loss",
+__all__ = ["per_sample_scalar", "depth_norm", "image_gradients", "l1_loss", "gradient_loss", "ssim", "densedepth_loss",
            "mvsnet_loss"]
 
 import math
@@ -29,7 +29,7 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, mask=None, name: str =
                              f"or ({batch}, {channels}, {height}, {width}) to match target")
 
 
-def _valid(target: torch.Tensor, mask=None) -> torch.Tensor:
+def _finite_target(target: torch.Tensor, mask=None) -> torch.Tensor:
     """Bool (B, C, H, W): finite target values, and the mask where one is given."""
     valid = torch.isfinite(target)
     return valid if mask is None else valid & mask.to(torch.bool)
@@ -75,7 +75,7 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor, mask=None) -> torch.Tensor
     pred, target: (B, C, H, W); mask: optional bool (B, 1|C, H, W). Returns a scalar tensor.
     """
     _check_pair(pred, target, mask)
-    valid = _valid(target, mask)
+    valid = _finite_target(target, mask)
     target = torch.where(valid, target, torch.zeros_like(target))
     return _masked_mean((pred - target).abs(), valid)
 
@@ -88,7 +88,7 @@ def gradient_loss(pred: torch.Tensor, target: torch.Tensor, mask=None) -> torch.
     by the number of valid pixels; an all-true mask gives exactly the unmasked value.
     """
     _check_pair(pred, target, mask)
-    valid = _valid(target, mask)
+    valid = _finite_target(target, mask)
     target = torch.where(valid, target, torch.zeros_like(target))
     dy_pred, dx_pred = image_gradients(pred)
     dy_true, dx_true = image_gradients(target)
@@ -163,7 +163,7 @@ def densedepth_loss(pred: torch.Tensor, target: torch.Tensor, theta: float = 0.1
     (1 - SSIM) / 2 term, not the index).
     """
     _check_pair(pred, target, mask)
-    valid = _valid(target, mask)
+    valid = _finite_target(target, mask)
     depth_term = l1_loss(pred, target, valid)
     grad_term = gradient_loss(pred, target, valid)
     ssim_term = ((1 - ssim(pred, target, data_range, mask=valid)) / 2).clamp(0, 1)
@@ -171,8 +171,13 @@ def densedepth_loss(pred: torch.Tensor, target: torch.Tensor, theta: float = 0.1
     return {"total": total, "depth": depth_term, "grad": grad_term, "ssim": ssim_term}
 
 
-def _per_sample(value, like: torch.Tensor, name: str) -> torch.Tensor:
-    """A number, 0-d or (B,) tensor as a tensor that broadcasts over ``like`` (B, ...) sample by sample."""
+def per_sample_scalar(value, like: torch.Tensor, name: str) -> torch.Tensor:
+    """A per-sample quantity (MVSNet's depth interval) that broadcasts over ``like`` (B, ...).
+
+    ``value``: a positive finite number, a 0-d tensor or a (B,) tensor (one value per sample);
+    returned on ``like``'s device and dtype, shaped (), or (B, 1, ...) to match ``like``; ValueError
+    naming ``name`` otherwise. Shared by the MVSNet loss and its metrics (chapter 09).
+    """
     if not torch.is_tensor(value):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name}={value!r}, expected a positive number or a (B,) tensor")
@@ -194,7 +199,7 @@ def mvsnet_loss(depth_est: torch.Tensor, depth_gt: torch.Tensor, mask: torch.Ten
     if depth_est.dim() not in (3, 4) or depth_est.shape != depth_gt.shape or mask.shape != depth_gt.shape:
         raise ValueError(f"depth_est {tuple(depth_est.shape)}, depth_gt {tuple(depth_gt.shape)}, mask "
                          f"{tuple(mask.shape)}: expected one shape, (B, H, W) or (B, 1, H, W)")
-    interval = _per_sample(depth_interval, depth_gt, "depth_interval")
-    valid = _valid(depth_gt, mask)
+    interval = per_sample_scalar(depth_interval, depth_gt, "depth_interval")
+    valid = _finite_target(depth_gt, mask)
     depth_gt = torch.where(valid, depth_gt, torch.zeros_like(depth_gt))
     return _masked_mean((depth_gt - depth_est).abs() / interval, valid)

@@ -8,7 +8,7 @@ import math
 import torch
 from torch.utils.data import DataLoader
 
-from depthlib.losses import _per_sample
+from depthlib.losses import per_sample_scalar
 
 # Conventions: depth maps in metres, any shape (B, 1, H, W) in practice. A pixel is valid where the
 # optional bool mask is true and the ground truth is finite and > 0. Predictions are clamped below at
@@ -18,7 +18,7 @@ METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse
 MIN_PRED = 1e-6  # metres
 
 
-def _valid(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
+def _valid_depth(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
     """Bool mask of valid pixels (shape of gt); ValueError on mismatched shapes."""
     if pred.shape != gt.shape:
         raise ValueError(f"pred has shape {tuple(pred.shape)} and gt {tuple(gt.shape)}, expected the same shape")
@@ -68,7 +68,7 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> dict:
     (ln pred - ln gt)^2); log10 = mean |log10 pred - log10 gt|. Returns Python floats keyed by
     ``METRIC_NAMES``; ValueError if no pixel is valid.
     """
-    return _metrics_from_sums(_metric_sums(pred, gt, _valid(pred, gt, mask)))
+    return _metrics_from_sums(_metric_sums(pred, gt, _valid_depth(pred, gt, mask)))
 
 
 def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, k: float) -> float:
@@ -77,10 +77,10 @@ def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, 
     pred, gt: (B, ...) in one depth unit (mm for DTU), depth_interval in the same; mask: bool broadcastable to gt, or None; depth_interval: a positive
     number or (B,) tensor (per-sample plane spacing, metres); k: e.g. 1 or 3.
     """
-    valid = _valid(pred, gt, mask)
+    valid = _valid_depth(pred, gt, mask)
     if not valid.any():
         raise ValueError("less_k_interval: no valid pixel (mask & finite gt > 0 is empty)")
-    interval = _per_sample(depth_interval, gt, "depth_interval")
+    interval = per_sample_scalar(depth_interval, gt, "depth_interval")
     within = (pred - gt).abs() / interval <= k
     return float((within & valid).sum() / valid.sum())
 
@@ -88,7 +88,7 @@ def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, 
 def mean_absolute_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> float:
     """Mean |pred - gt| over valid pixels, in the depth maps' unit (mm for DTU; MVSNet's depth error).
     Shapes as ``depth_metrics``."""
-    valid = _valid(pred, gt, mask)
+    valid = _valid_depth(pred, gt, mask)
     if not valid.any():
         raise ValueError("mean_absolute_error: no valid pixel (mask & finite gt > 0 is empty)")
     dtype = _sum_dtype(gt.device)
@@ -157,7 +157,7 @@ def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, cr
                 valid = torch.ones_like(gt, dtype=torch.bool) if "mask" not in batch else batch["mask"].to(gt.device)
                 if crop == "eigen":
                     valid = valid & eigen_crop(*gt.shape[-2:], device=gt.device)
-                sums += _metric_sums(pred.clamp(min_depth, max_depth), gt, _valid(pred, gt, valid)).cpu().double()
+                sums += _metric_sums(pred.clamp(min_depth, max_depth), gt, _valid_depth(pred, gt, valid)).cpu().double()
     finally:
         if was_training:
             module.train()

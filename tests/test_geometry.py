@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from depthlib.geometry import (backproject, camera_to_world, depth_to_points, homography_warp,
                                pixel_grid, plane_sweep_volume, project, projection_matrix,
@@ -333,3 +334,28 @@ def test_bad_shapes_raise_value_error_naming_shape_and_expectation():
         projection_matrix(np.eye(3), np.zeros((2, 4, 4)))
     with raises_with_shapes((1, 1, 6, 8), "(1, 1, 6, 7) like depth"):
         depth_to_points(torch.ones(1, 1, 6, 7), torch.eye(3)[None], mask=torch.ones(1, 1, 6, 8))
+
+
+def test_bilinear_sample_equals_grid_sample_and_flags_samples_with_all_four_neighbours():
+    from depthlib.geometry import bilinear_sample
+
+    torch.manual_seed(0)
+    depth = torch.rand(2, 1, 12, 16, dtype=torch.float64) + 0.5
+    depth[0, 0, 3:5, 4:7] = 0                                   # a hole
+    uv = torch.stack([torch.rand(2, 9, 11, dtype=torch.float64) * 20 - 2,
+                      torch.rand(2, 9, 11, dtype=torch.float64) * 16 - 2], 1)
+    uv[1, :, 0, 0] = float("nan")                               # a point with no pixel
+    samples, complete = bilinear_sample(depth, uv)
+    scale = torch.tensor([15 / 2, 11 / 2], dtype=torch.float64).reshape(1, 2, 1, 1)
+    grid = torch.nan_to_num(uv / scale - 1, nan=-10.0).permute(0, 2, 3, 1)
+    expected = F.grid_sample(depth, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    torch.testing.assert_close(samples, expected)
+    for b, i, j in [(b, i, j) for b in range(2) for i in range(9) for j in range(11)]:
+        u, v = uv[b, 0, i, j].item(), uv[b, 1, i, j].item()
+        if u != u:
+            assert not complete[b, 0, i, j]
+            continue
+        c, r = int(np.floor(u)), int(np.floor(v))
+        inside = 0 <= c <= 14 and 0 <= r <= 10
+        brute = inside and bool((depth[b, 0, r:r + 2, c:c + 2] > 0).all())
+        assert complete[b, 0, i, j].item() == brute, (b, i, j, u, v)

@@ -76,19 +76,15 @@ def view_selection_scores(depths, K, extrinsics, theta0=5.0, sigma1=1.0, sigma2=
 
 def _sample_depth(depth, pixels):
     """Bilinear depth at projected points (3, N) = K @ X; valid where z > 0 and all 4 neighbours are > 0."""
-    height, width = depth.shape
+    import torch
+
+    from depthlib.geometry import bilinear_sample
+
     z = pixels[2]
-    u, v = pixels[0] / np.where(z > 0, z, 1.0), pixels[1] / np.where(z > 0, z, 1.0)
-    u0, v0 = np.floor(u), np.floor(v)
-    valid = (z > 0) & (u0 >= 0) & (u0 < width - 1) & (v0 >= 0) & (v0 < height - 1)
-    col, row = u0[valid].astype(np.int64), v0[valid].astype(np.int64)
-    du, dv = u[valid] - u0[valid], v[valid] - v0[valid]
-    corners = np.stack([depth[row, col], depth[row, col + 1], depth[row + 1, col], depth[row + 1, col + 1]])
-    weights = np.stack([(1 - du) * (1 - dv), du * (1 - dv), (1 - du) * dv, du * dv])
-    sampled = np.zeros(z.shape)
-    sampled[valid] = (corners * weights).sum(0)
-    valid[valid] = (corners > 0).all(0)
-    return valid, sampled
+    uv = np.where(z > 0, pixels[:2] / np.where(z > 0, z, 1.0), np.nan)
+    samples, complete = bilinear_sample(torch.from_numpy(np.ascontiguousarray(depth, np.float64))[None, None],
+                                        torch.from_numpy(uv)[None])
+    return complete[0, 0].numpy(), samples[0, 0].numpy()
 
 
 def _ranked_pairs(scores, top_k=10):
@@ -179,9 +175,9 @@ def write_dtu_like(root, n_scans, n_views=12, height=128, width=160, n_lights=7,
     for folder in ("Cameras", "Rectified", "Depths", "lists"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     jobs = [(root, scan_id, seed, n_views, height, width, n_lights, units_per_metre) for scan_id in scan_ids]
-    from depthlib.data.scenes import _map  # the renderer's ordered (forked) map
+    from depthlib.data.scenes import parallel_map
 
-    scans = list(_map(_write_scan, [(job,) for job in jobs], workers))
+    scans = list(parallel_map(_write_scan, [(job,) for job in jobs], workers))
     rig = scans[0]
     if any(not np.allclose(s["extrinsics"], rig["extrinsics"]) or not np.allclose(s["K"], rig["K"]) for s in scans):
         raise RuntimeError("object_scan gave different cameras for two scans; DTU needs one rig")

@@ -18,7 +18,7 @@ from .raycast import Box, Camera, Cylinder, Light, Plane, Scene, Sphere, look_at
 from .textures import Material
 
 __all__ = ["room_scene", "room_camera", "room_frame", "room_frames", "object_scene", "arc_cameras", "object_scan",
-           "surface_points", "voxel_downsample"]
+           "surface_points", "voxel_downsample", "parallel_map"]
 
 _WALL_COLORS = [(0.85, 0.82, 0.75), (0.72, 0.80, 0.85), (0.88, 0.78, 0.70), (0.75, 0.85, 0.72),
                 (0.90, 0.90, 0.88), (0.80, 0.72, 0.80)]
@@ -159,20 +159,21 @@ def room_frames(n_frames: int, height: int = 480, width: int = 640, seed: int = 
     if n_frames < 0 or frames_per_room < 1:
         raise ValueError(f"room_frames needs n_frames >= 0 and frames_per_room >= 1, got {n_frames}, {frames_per_room}")
     jobs = [(seed + k // frames_per_room, k % frames_per_room, height, width, shadows) for k in range(n_frames)]
-    yield from _map(room_frame, jobs, workers)
+    yield from parallel_map(room_frame, jobs, workers)
 
 
-def _map(fn, jobs, workers):
-    """Ordered map of ``fn(*job)``, in ``workers`` forked processes when > 1."""
+def parallel_map(fn, jobs, workers):
+    """``fn(*job)`` for each job, in order, in ``workers`` forked processes when > 1 (the renderer's
+    way to use every core; the NYU and DTU writers use it)."""
     if workers <= 1 or len(jobs) < 2 or "fork" not in mp.get_all_start_methods():
         for job in jobs:
             yield fn(*job)
         return
     with mp.get_context("fork").Pool(workers) as pool:  # imap streams: memory stays flat
-        yield from pool.imap(_call, [(fn, job) for job in jobs], chunksize=max(1, min(8, len(jobs) // (4 * workers))))
+        yield from pool.imap(_call_job, [(fn, job) for job in jobs], chunksize=max(1, min(8, len(jobs) // (4 * workers))))
 
 
-def _call(fn_and_job):
+def _call_job(fn_and_job):
     fn, job = fn_and_job
     return fn(*job)
 
