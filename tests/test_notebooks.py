@@ -242,3 +242,16 @@ def test_code_lines_fit_the_rendered_code_area(path):
                     code.append(line)
         long += [f"cell {k}: {line}" for line in code if _columns(line) > CODE_COLUMNS]
     assert not long, f"{len(long)} code lines wider than {CODE_COLUMNS} columns:\n" + "\n".join(long[:10])
+
+
+def test_both_editions_quote_the_same_training_settings():
+    # chapter 11's sourced table of training settings is the one place the book states them; the
+    # Chinese edition translates it, so every row must carry the same numbers
+    def rows(lang, label):
+        cells = _load(ROOT / "chapters" / lang / "11_scaling_up.ipynb")["cells"]
+        text = next(_source(c) for c in cells if f"({label})=" in _source(c))
+        table = [line for line in text.split("\n") if line.startswith("|") and not line.startswith("|---")]
+        return [sorted(re.findall(r"\d+(?:\.\d+)?", line)) for line in table]
+
+    en, zh = rows("en", "training-settings"), rows("zh", "zh-training-settings")
+    assert len(en) > 20 and en == zh
