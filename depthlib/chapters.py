@@ -1,4 +1,4 @@
-"""Chapters as programs: the key numbers a chapter records, and running chapters headless (chapter 11).
+"""Chapters as programs: the key numbers a chapter records, and running chapters headless (the appendix).
 
 A chapter calls ``record("delta1", metrics["delta1"])`` next to the numbers it wants reported. In
 the book or in Jupyter this only remembers the value; under the chapter runner

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 __all__ = ["to_numpy", "depth_range", "colorize_depth", "show_depth_panels", "show_images",
-           "plot_point_cloud"]
+           "plot_point_cloud", "draw_dense_block", "draw_plane_homography", "draw_mvsnet_pipeline"]
 
 import matplotlib
 import matplotlib.cm
 import matplotlib.colors
 import numpy as np
 import torch
+
+from depthlib.diagrams import draw_dense_block, draw_mvsnet_pipeline, draw_plane_homography
 
 # Figures carry English / math labels only (the book renders them without CJK fonts).
 # pyplot is imported inside the figure functions, so `import depthlib` stays light.

@@ -153,3 +153,49 @@ def test_depth_panel_colour_bars_carry_the_unit():
     labels = [ax.get_ylabel() or ax.get_xlabel() for ax in fig.axes]
     assert "depth (mm)" in labels and "abs. error (mm)" in labels
     plt.close("all")
+
+
+# --- diagrams (chapters 02, 07, 08) ---------------------------------------------------------------
+
+def _texts(ax):
+    return " ".join(t.get_text() for t in ax.texts)
+
+
+def test_dense_block_diagram_counts_channels_from_its_arguments():
+    from depthlib.viz import draw_dense_block
+
+    ax = draw_dense_block(n_layers=3, c_in=8, growth=4)
+    text = _texts(ax)
+    assert all(f"{8 + 4 * k} ch" in text for k in range(4))
+    assert "conv 1x1 to 16 ch" in text                      # bn_size 4 x growth 4
+    assert len(ax.patches) == sum(range(1, 5))              # stack l holds l + 1 parts
+    with pytest.raises(ValueError, match="growth"):
+        draw_dense_block(growth=0)
+
+
+def test_plane_homography_sketch_projects_like_the_homography():
+    from depthlib.viz import draw_plane_homography
+
+    planes, baseline, angle, pixel, focal = (1.0, 2.0), 0.8, -0.3, 0.2, 0.5
+    _, drawn = draw_plane_homography(planes, baseline, angle, pixel, focal)
+    # the same 2D cameras as a homography: x_s ~ K_s (R + t n^T / d) K_r^-1 x_r, n = (0, 1)
+    axis = np.array([np.sin(angle), np.cos(angle)])
+    R = np.stack([[axis[1], -axis[0]], axis])               # world (= reference) to source
+    t = -R @ np.array([baseline, 0.1])
+    K = np.array([[focal, 0.0], [0.0, 1.0]])
+    for d, u in zip(planes, drawn):
+        H = K @ (R + np.outer(t, [0.0, 1.0]) / d) @ np.linalg.inv(K)
+        mapped = H @ np.array([pixel, 1.0])
+        assert u == pytest.approx(mapped[0] / mapped[1])
+    assert drawn[0] != pytest.approx(drawn[1])               # another plane, another pixel
+
+
+def test_mvsnet_pipeline_diagram_shows_the_shapes_it_is_given():
+    from depthlib.viz import draw_mvsnet_pipeline
+
+    text = _texts(draw_mvsnet_pipeline(n_views=5, height=128, width=160, n_depths=48))
+    assert "5 x 32 x 48 x 32 x 40" in text and "32 x 48 x 32 x 40" in text
+    assert "RefineNet" in text and "RefineNet" not in _texts(
+        draw_mvsnet_pipeline(refine=False))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        draw_mvsnet_pipeline(height=130)
