@@ -41,6 +41,9 @@ def _render(args) -> int:
         n_scans = args.n_scans or profile.mvs_train_scans + profile.mvs_test_scans
         out = write_dtu_like(args.out, n_scans=n_scans, n_views=args.n_views or profile.mvs_views_per_scan,
                              height=height, width=width, n_lights=args.n_lights or profile.mvs_lights, seed=args.seed)
+        if args.raw_depths:  # CasMVSNet's full-resolution depth maps (train casmvsnet --data dtu:OUT)
+            from depthlib.data import write_raw_depths
+            write_raw_depths(out, seed=args.seed)
     print(f"wrote {args.format} set ({height}x{width}) to {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -417,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-scans", type=int, help="dtu: number of scans")
     render.add_argument("--n-views", type=int, help="dtu: views per scan")
     render.add_argument("--n-lights", type=int, help="dtu: lighting conditions per view")
+    render.add_argument("--raw-depths", action="store_true",
+                        help="dtu: also Depths_raw/ (full-resolution depth, CasMVSNet's layout; for casmvsnet)")
     render.set_defaults(run=_render)
     _add_train_commands(commands)
     _add_fuse_command(commands)

@@ -354,3 +354,75 @@ def test_checkpoint_round_trip_keeps_the_stages(tmp_path):
     torch.save({"model": MVSNet().state_dict(), "metadata": {"model": "mvsnet"}}, tmp_path / "mvsnet.pt")
     with pytest.raises(ValueError, match="expected 'casmvsnet'"):
         load_casmvsnet(tmp_path / "mvsnet.pt")
+
+
+# ---------------------------------------------------------------- command line and benchmark
+def test_train_eval_infer_fuse_casmvsnet_end_to_end(tmp_path, capsys):
+    from depthlib.__main__ import main
+    from depthlib.data import read_cam_file, read_pfm
+    from depthlib.models import load_mvsnet
+
+    main(["render", "dtu", "--out", str(tmp_path / "dtu"), "--size", "64x64", "--n-scans", "2", "--n-views", "4",
+          "--n-lights", "1", "--profile", "cpu", "--raw-depths"])
+    assert (tmp_path / "dtu" / "Depths_raw" / "scan2" / "depth_map_0003.pfm").is_file()
+    data, run = f"dtu:{tmp_path / 'dtu'}", tmp_path / "run"
+    stage_args = ["--planes", "16,8", "--interval-ratios", "4,1", "--scales", "4,1", "--loss-weights", "0.5,2"]
+    torch.manual_seed(0)
+    torch.save({"model": MVSNet().state_dict(), "metadata": {"model": "mvsnet", "n_views": 3, "n_depths": 8}},
+               tmp_path / "mvsnet.pt")
+    assert main(["train", "casmvsnet", "--data", data, "--out", str(run), "--epochs", "1", "--batch-size", "2",
+                 "--n-depths", "64", "--init", str(tmp_path / "mvsnet.pt"), "--val", "--no-progress", "--profile", "cpu",
+                 *stage_args]) == 0
+    out = capsys.readouterr().out
+    assert "CasMVSNet (16/8 planes) on 4 training samples of 3 views at 64x64, 1 epochs of 2 steps" in out
+    assert "started from 106 MVSNet tensors" in out and "val_less_one" in out and "train_stage2" in out
+    model = load_casmvsnet(run / "checkpoint.pt")
+    assert model.stages == (CascadeStage(16, 4.0, 4, 0.5), CascadeStage(8, 1.0, 1, 2.0))
+    assert model.metadata["n_depths"] == 64 and model.metadata["data"] == "dtu:dtu"
+    assert main(["eval", "casmvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--profile", "cpu",
+                 "--mvsnet", str(tmp_path / "mvsnet.pt"), "--interval-planes", "8"]) == 0
+    table = capsys.readouterr().out
+    assert "| final (full resolution)" in table and "| stage 1 (16 planes, 1/4)" in table and "| MVSNet" in table
+    infer = tmp_path / "infer"
+    assert main(["infer", "casmvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--scan", "scan2",
+                 "--out", str(infer), "--profile", "cpu"]) == 0
+    assert "for 4 views" in capsys.readouterr().out
+    depth, _ = read_pfm(infer / "depth_est" / "00000001.pfm")
+    coarse, _ = read_pfm(infer / "depth_stage1" / "00000001.pfm")
+    cam = read_cam_file(infer / "cams" / "00000001_cam.txt")
+    assert depth.shape == (64, 64) and coarse.shape == (16, 16)
+    # K at the depth map's resolution: 4x the training layout's (pixel centres)
+    dataset_K = read_cam_file(tmp_path / "dtu" / "Cameras" / "00000001_cam.txt")["intrinsic"]
+    np.testing.assert_allclose(cam["intrinsic"][0, 0], 4 * dataset_K[0, 0])
+    np.testing.assert_allclose(cam["intrinsic"][0, 2], 4 * dataset_K[0, 2] + 1.5)
+    assert main(["fuse", "--scan", str(infer), "--out", str(tmp_path / "cloud.ply"), "--min-views", "0",
+                 "--photometric-threshold", "0"]) == 0
+    assert "fused 16384 points from 4 views" in capsys.readouterr().out   # every pixel of 4 maps of 64 x 64
+
+
+def test_stage_arguments_must_agree_in_length_and_default_to_the_paper():
+    import argparse
+
+    from depthlib.cascade_cli import stages_from_args
+
+    def parse(**kwargs):
+        return stages_from_args(argparse.Namespace(**{**dict(planes=None, interval_ratios=None, scales=None,
+                                                              loss_weights=None), **kwargs}))
+
+    assert parse() == PAPER_STAGES
+    assert parse(planes="64,32,8")[0] == CascadeStage(64, 4.0, 4, 0.5)
+    for kwargs, pattern in [(dict(planes="48,32"), "give --planes"), (dict(planes="48,32,8", scales="4,2"), "lengths"),
+                            (dict(planes="48,x,8"), "comma-separated"), (dict(scales="4,3,1"), "CascadeStage")]:
+        with pytest.raises(SystemExit, match=pattern):
+            parse(**kwargs)
+
+
+def test_cascade_benchmark_measures_both_models_in_their_own_processes():
+    from depthlib.bench_cascade import bench_casmvsnet, mvs_step_stats
+
+    stats = mvs_step_stats("casmvsnet", 64, 64, depths=64, steps=1, warmup=1, train=True, batch=1)
+    assert stats["seconds"] > 0 and stats["peak MiB"] >= stats["above start MiB"] > 0
+    rows = bench_casmvsnet(steps=1, size=(64, 64), depths=64, train_size=(64, 64))
+    assert [(r["model"], r["mode"]) for r in rows][:2] == [("MVSNet D=64", "infer fp32"),
+                                                            ("CasMVSNet 48/32/8", "infer fp32")]
+    assert rows[0]["memory vs MVSNet"] == "100% / 100%" and rows[-1]["mode"] == "train fp32"

@@ -171,7 +171,13 @@ class CasMVSNet(nn.Module):
     def forward(self, imgs: torch.Tensor, proj: torch.Tensor, depth_values: torch.Tensor) -> dict:
         self.check_inputs(imgs, proj, depth_values)
         batch, views, _, height, width = imgs.shape
-        pyramid = self.feature(standardize_image(imgs).flatten(0, 1))
+        standardized = standardize_image(imgs)
+        if torch.is_grad_enabled():  # training: all views in one batch
+            pyramid = {s: f.unflatten(0, (batch, views)) for s, f in self.feature(standardized.flatten(0, 1)).items()}
+        else:  # inference: view by view (as CasMVSNet), so full-resolution activations exist for one view at a time
+            per_view = [self.feature(standardized[:, v]) for v in range(views)]
+            pyramid = {s: torch.stack([f[s] for f in per_view], dim=1) for s in per_view[0]}
+            del per_view
         depth_values = depth_values.float()
         base_interval = (depth_values[:, -1] - depth_values[:, 0]) / (depth_values.shape[1] - 1)
         depth, outputs = None, []
@@ -179,7 +185,7 @@ class CasMVSNet(nn.Module):
             size = (height // stage.scale, width // stage.scale)
             hypotheses = stage_hypotheses(depth_values, stage.planes, stage.interval_ratio * base_interval,
                                           None if depth is None else depth.detach(), size)
-            feats = pyramid[stage.scale].unflatten(0, (batch, views))
+            feats = pyramid[stage.scale]
             stage_proj = scale_projection(proj.float(), 4 / stage.scale)
             volume = _variance_volume_fp32(feats, stage_proj, hypotheses)
             logits = regularize(volume).squeeze(1)
@@ -208,15 +214,24 @@ def init_from_mvsnet(model: CasMVSNet, mvsnet) -> list:
         [f"cost_regularization.0.{k}" for k in mvsnet.cost_regularization.state_dict()]
 
 
-def _variance_volume_fp32(feats, proj, hypotheses):
+def _variance_volume_fp32(feats, proj, hypotheses, chunk: int = 8):
     """``variance_cost_volume`` of feats (B, V, C, h, w) in float32 with autocast off (grid, warp and
-    variance; bf16 puts the grid off by pixels at DTU scales, fp16 squares overflow)."""
+    variance; bf16 puts the grid off by pixels at DTU scales, fp16 squares overflow). At inference
+    (no autograd) it is built ``chunk`` hypotheses at a time into one volume: the sums and the
+    warped features then exist for a chunk only, so memory holds the volume plus a fraction."""
     with torch.autocast(feats.device.type, enabled=False):
-        feats = feats.float()
+        feats, hypotheses = feats.float(), hypotheses.float()
         views = feats.shape[1]
-        return variance_cost_volume(feats[:, 0], [feats[:, v] for v in range(1, views)], proj[:, 0],
-                                    [proj[:, v] for v in range(1, views)], hypotheses.float(),
-                                    inplace=not torch.is_grad_enabled())
+        ref, srcs = feats[:, 0], [feats[:, v] for v in range(1, views)]
+        ref_proj, src_projs = proj[:, 0], [proj[:, v] for v in range(1, views)]
+        if torch.is_grad_enabled():
+            return variance_cost_volume(ref, srcs, ref_proj, src_projs, hypotheses)
+        batch, channels, height, width = ref.shape
+        volume = ref.new_empty(batch, channels, hypotheses.shape[1], height, width)
+        for start in range(0, hypotheses.shape[1], chunk):
+            volume[:, :, start:start + chunk] = variance_cost_volume(
+                ref, srcs, ref_proj, src_projs, hypotheses[:, start:start + chunk], inplace=True)
+        return volume
 
 
 def casmvsnet_loss(outputs: dict, batch: dict, stages) -> dict:
