@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-__all__ = ["mvs_rig", "mvs_step_stats", "bench_casmvsnet"]
+__all__ = ["mvs_rig", "mvs_step_stats", "run_isolated", "bench_casmvsnet"]
 
 
 def mvs_rig(batch, views, height, width, depths, near=0.5, far=1.5):
@@ -93,7 +93,8 @@ def mvs_step_stats(model="casmvsnet", height=512, width=640, depths=192, views=3
             "above start MiB": peak - start_memory, "amp": str(trainer.amp_dtype)}
 
 
-def _one(**kwargs) -> dict:
+def run_isolated(**kwargs) -> dict:
+    """``mvs_step_stats(**kwargs)`` in a fresh Python process (so its peak memory is its own)."""
     out = subprocess.run([sys.executable, "-m", "depthlib.bench", "_mvs_one", json.dumps(kwargs)],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -110,7 +111,7 @@ def bench_casmvsnet(steps=3, size=(512, 640), depths=192, train_size=(128, 160),
     height, width = size
     rows = []
     for name, amp in [("fp32", False)] + ([("AMP", True)] if cuda else []):
-        stats = {model: _one(model=model, height=height, width=width, depths=depths, amp=amp, steps=steps)
+        stats = {model: run_isolated(model=model, height=height, width=width, depths=depths, amp=amp, steps=steps)
                  for model in ("mvsnet", "casmvsnet")}
         base = stats["mvsnet"]
         for model, label in (("mvsnet", f"MVSNet D={depths}"), ("casmvsnet", "CasMVSNet 48/32/8")):
@@ -122,7 +123,7 @@ def bench_casmvsnet(steps=3, size=(512, 640), depths=192, train_size=(128, 160),
                          "memory vs MVSNet": f"{s['peak MiB'] / base['peak MiB']:.0%} / "
                                              f"{s['above start MiB'] / base['above start MiB']:.0%}"})
     height, width = train_size
-    s = _one(model="casmvsnet", height=height, width=width, depths=depths, batch=train_batch, train=True, steps=steps)
+    s = run_isolated(model="casmvsnet", height=height, width=width, depths=depths, batch=train_batch, train=True, steps=steps)
     rows.append({"model": "CasMVSNet 48/32/8", "input": f"{height}x{width} V=3 x{train_batch}", "mode": "train fp32",
                  "step (s)": f"{s['seconds']:.3f}", "samples/s": f"{s['samples/s']:.2f}", "speed-up": "1.00x",
                  "peak MiB": f"{s['peak MiB']:.0f}", "above start MiB": f"{s['above start MiB']:.0f}",

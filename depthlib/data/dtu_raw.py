@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = ["RAW_SCALES", "raw_depth_path", "raw_crop_margins", "sample_raw_map", "write_raw_depths",
            "DTUMVSFull", "dtu_synthetic_full"]
 
+import multiprocessing as mp
 import os
 import re
 import shutil
@@ -77,53 +78,62 @@ def _visual(depth):
     return np.where(valid, np.round(20 + 235 * (depth - low) / max(high - low, 1e-12)), 0).astype(np.uint8)
 
 
-def write_raw_depths(root, seed: int = 0, scans=None, units_per_metre: float = 1000.0):
+def write_raw_depths(root, seed: int = 0, scans=None, units_per_metre: float = 1000.0, workers: int = 1):
     """Render ``Depths_raw/`` for a set written by ``write_dtu_like(root, ..., seed=seed)``.
 
     Scan N's scene is ``object_scene(seed * 10000 + N)`` and the rig ``arc_cameras(V, H, W, seed)``, as
     the writer drew them; each raw map is rendered at 2 (H + 2 my) x 2 (W + 2 mx) with DTU's relative
     crop margins and K_raw = 2 K + (2 mx, 2 my) on the principal point, so raw pixel (2 v + 2 my,
     2 u + 2 mx) is image pixel (v, u). Each scan is checked against its quarter-size ``Depths/`` maps
-    (same rays): a wrong ``seed`` raises. A scan folder appears complete or not at all. Returns ``root``.
+    (same rays): a wrong ``seed`` raises. A scan folder appears complete or not at all; scans already
+    there are kept. ``workers`` > 1 renders scans in forked processes. Returns ``root``.
     """
-    from depthlib.data.raycast import Camera, trace
-    from depthlib.data.scenes import arc_cameras, object_scene
-
     root = Path(root)
-    pairs = read_pair_file(root / "Cameras" / "pair.txt")
-    views = sorted({ref for ref, _ in pairs})
+    views = sorted({ref for ref, _ in read_pair_file(root / "Cameras" / "pair.txt")})
     scans = scans if scans is not None else sorted(
         (p.name[:-len("_train")] for p in (root / "Rectified").iterdir() if re.fullmatch(r"scan\d+_train", p.name)),
         key=lambda name: int(name[4:]))
     first = root / "Rectified" / f"{scans[0]}_train" / f"rect_{views[0] + 1:03d}_0_r5000.png"
     with Image.open(first) as image:
         width, height = image.size
+    jobs = [(root, scan, seed, views, height, width, units_per_metre) for scan in scans
+            if not (root / "Depths_raw" / scan).is_dir()]
+    if workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods():
+        with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+            pool.map(_write_raw_scan, jobs)
+    else:
+        for job in jobs:
+            _write_raw_scan(job)
+    return root
+
+
+def _write_raw_scan(job):
+    from depthlib.data.raycast import Camera, trace
+    from depthlib.data.scenes import arc_cameras, object_scene
+
+    root, scan, seed, views, height, width, units_per_metre = job
     my, mx = round(height * _DTU_MARGIN[0]), round(width * _DTU_MARGIN[1])
     cameras = arc_cameras(len(views), height, width, seed=seed)
-    for scan in scans:
-        out = root / "Depths_raw" / scan
-        if out.is_dir():
-            continue
-        scene = object_scene(seed * 10_000 + int(scan[4:]))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{scan}.tmp-", dir=out.parent))
-        try:
-            for view in views:
-                K = cameras[view].K.copy()
-                K[:2] *= 2
-                K[0, 2], K[1, 2] = 2 * (cameras[view].K[0, 2] + mx), 2 * (cameras[view].K[1, 2] + my)
-                raw_camera = Camera(K, cameras[view].extrinsic, 2 * (height + 2 * my), 2 * (width + 2 * mx))
-                depth = (trace(scene, raw_camera).depth * units_per_metre).astype(np.float32)
-                _check_against_quarter(root, scan, view, depth, (height, width), seed)
-                write_pfm(tmp / f"depth_map_{view:04d}.pfm", depth)
-                Image.fromarray(_visual(depth)).save(tmp / f"depth_visual_{view:04d}.png")
-            os.replace(tmp, out)
-        except OSError:
-            if not out.is_dir():  # not another process finishing first
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    scene = object_scene(seed * 10_000 + int(scan[4:]))
+    out = root / "Depths_raw" / scan
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{scan}.tmp-", dir=out.parent))
+    try:
+        for view in views:
+            K = cameras[view].K.copy()
+            K[:2] *= 2
+            K[0, 2], K[1, 2] = 2 * (cameras[view].K[0, 2] + mx), 2 * (cameras[view].K[1, 2] + my)
+            raw_camera = Camera(K, cameras[view].extrinsic, 2 * (height + 2 * my), 2 * (width + 2 * mx))
+            depth = (trace(scene, raw_camera).depth * units_per_metre).astype(np.float32)
+            _check_against_quarter(root, scan, view, depth, (height, width), seed)
+            write_pfm(tmp / f"depth_map_{view:04d}.pfm", depth)
+            Image.fromarray(_visual(depth)).save(tmp / f"depth_visual_{view:04d}.png")
+        os.replace(tmp, out)
+    except OSError:
+        if not out.is_dir():  # not another process finishing first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_against_quarter(root, scan, view, raw, image_shape, seed):
@@ -184,4 +194,5 @@ def dtu_synthetic_full(profile=None, *, n_scans=None, n_views=None, size=None, n
 
     root = dtu_synthetic(profile, n_scans=n_scans, n_views=n_views, size=size, n_lights=n_lights, seed=seed,
                          cache_dir=cache_dir)
-    return write_raw_depths(root, seed=seed)
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return write_raw_depths(root, seed=seed, workers=workers)
