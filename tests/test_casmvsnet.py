@@ -178,6 +178,18 @@ def test_in_place_volumes_at_inference_give_the_training_path_numbers(paper_forw
     torch.testing.assert_close(again["depth"], out["depth"], rtol=1e-5, atol=1e-5)
 
 
+def test_lean_inference_regulariser_gives_costregnets_numbers():
+    from depthlib.models.casmvsnet import _regularize_lean
+    from depthlib.models.mvsnet import CostRegNet
+
+    torch.manual_seed(0)
+    net = CostRegNet(16).eval()
+    volume = torch.rand(2, 16, 8, 16, 24)
+    holder = [volume.clone()]
+    torch.testing.assert_close(_regularize_lean(net, holder), net(volume), rtol=0, atol=0)
+    assert holder == []  # the volume was handed over, not kept
+
+
 def test_volumes_are_float32_under_autocast(monkeypatch):
     import depthlib.models.casmvsnet as casmvsnet
 
@@ -195,7 +207,7 @@ def test_volumes_are_float32_under_autocast(monkeypatch):
     imgs, proj, depth_values = small_inputs(batch=1)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(imgs, proj, depth_values)
-    assert seen == [(torch.float32, torch.float32, torch.float32, False)] * 3
+    assert len(seen) >= 3 and set(seen) == {(torch.float32, torch.float32, torch.float32, False)}  # chunks of 8
     assert out["depth"].dtype == torch.float32 and torch.isfinite(out["depth"]).all()
 
 

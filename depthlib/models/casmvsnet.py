@@ -187,9 +187,9 @@ class CasMVSNet(nn.Module):
                                           None if depth is None else depth.detach(), size)
             feats = pyramid[stage.scale]
             stage_proj = scale_projection(proj.float(), 4 / stage.scale)
-            volume = _variance_volume_fp32(feats, stage_proj, hypotheses)
-            logits = regularize(volume).squeeze(1)
-            del volume
+            volume = [_variance_volume_fp32(feats, stage_proj, hypotheses)]  # a list the regulariser empties
+            logits = regularize(volume.pop()) if torch.is_grad_enabled() else _regularize_lean(regularize, volume)
+            logits = logits.squeeze(1)
             prob_volume = F.softmax(logits.float(), dim=1)
             depth = depth_regression(prob_volume, hypotheses)
             with torch.no_grad():
@@ -212,6 +212,23 @@ def init_from_mvsnet(model: CasMVSNet, mvsnet) -> list:
     model.cost_regularization[0].load_state_dict(mvsnet.cost_regularization.state_dict())
     return [f"feature.encoder.{k}" for k in mvsnet.feature.state_dict()] + \
         [f"cost_regularization.0.{k}" for k in mvsnet.cost_regularization.state_dict()]
+
+
+@torch.no_grad()
+def _regularize_lean(net: CostRegNet, holder: list) -> torch.Tensor:
+    """``net(holder.pop())`` at inference, dropping each activation once it is used (the volume
+    right after the first convolution, the skips after their addition), so that the full-size
+    tensors of a fine stage do not all live at once. Same numbers as ``CostRegNet.forward``."""
+    x0 = net.conv0(holder.pop())
+    x1 = net.down1(x0)
+    x2 = net.down2(x1)
+    x = net.up3(net.down3(x2)).add_(x2)
+    del x2
+    x = net.up2(x).add_(x1)
+    del x1
+    x = net.up1(x).add_(x0)
+    del x0
+    return net.prob(x)
 
 
 def _variance_volume_fp32(feats, proj, hypotheses, chunk: int = 8):
@@ -296,7 +313,7 @@ def evaluate_casmvsnet(model, dataset, batch_size: int = 2, device=None, mvsnet=
     """
     from torch.utils.data import DataLoader
 
-    first = next((model or mvsnet).parameters())
+    first = next((model if model is not None else mvsnet).parameters())
     device = torch.device(device) if device else first.device
     nets = [net for net in (model, mvsnet) if net is not None]
     modes = [net.training for net in nets]
