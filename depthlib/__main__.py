@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from depthlib.cascade_cli import add_stage_arguments
+
 __all__ = ["main", "build_parser"]
 
 
@@ -48,6 +50,9 @@ def _render(args) -> int:
         out = write_dtu_like(args.out, n_scans=n_scans, n_views=_default(args.n_views, profile.mvs_views_per_scan),
                              height=height, width=width, n_lights=_default(args.n_lights, profile.mvs_lights),
                              seed=args.seed)
+        if args.raw_depths:  # CasMVSNet's full-resolution depth maps (train casmvsnet --data dtu:OUT)
+            from depthlib.data import write_raw_depths
+            write_raw_depths(out, seed=args.seed)
     print(f"wrote {args.format} set ({height}x{width}) to {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -237,6 +242,10 @@ def _train(args) -> int:
 
     check_run_folder(args.out, args.resume, args.overwrite)  # at once, before any data is rendered or read
     args.previous = _previous_run(args)
+    if args.model == "casmvsnet":
+        from depthlib.cascade_cli import train_casmvsnet
+
+        return train_casmvsnet(args)
     return (_train_mvsnet if args.model == "mvsnet" else _train_densedepth)(args)
 
 
@@ -265,7 +274,17 @@ def _eval_mvsnet(args) -> int:
 
 
 def _eval(args) -> int:
+    if args.model == "casmvsnet":
+        from depthlib.cascade_cli import eval_casmvsnet
+        return eval_casmvsnet(args)
     return (_eval_mvsnet if args.model == "mvsnet" else _eval_densedepth)(args)
+
+
+def _infer(args) -> int:
+    if args.model == "casmvsnet":
+        from depthlib.cascade_cli import infer_casmvsnet
+        return infer_casmvsnet(args)
+    return _infer_mvsnet(args)
 
 
 def _infer_mvsnet(args) -> int:
@@ -395,8 +414,8 @@ def _export(args) -> int:
 
 
 def _add_train_commands(commands) -> None:
-    train = commands.add_parser("train", help="train a model (densedepth, mvsnet); use torchrun for several GPUs")
-    train.add_argument("model", choices=["densedepth", "mvsnet"])
+    train = commands.add_parser("train", help="train a model (densedepth, mvsnet, casmvsnet); use torchrun for several GPUs")
+    train.add_argument("model", choices=["densedepth", "mvsnet", "casmvsnet"])
     train.add_argument("--data", default="synthetic",
                        help="'synthetic', or 'nyu:PATH' (folder or nyu_data.zip) / 'dtu:PATH' (DTU training layout)")
     train.add_argument("--profile", default="auto", help="cpu | gpu | auto: default sizes, epochs, batch size")
@@ -437,11 +456,13 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--no-refine", action="store_true", default=None,
                        help="mvsnet: without the refinement network")
     train.add_argument("--init", type=arg.weights_file,
-                       help="start from these weights (fine-tuning; a checkpoint or exported file of the same model)")
+                       help="start from these weights (fine-tuning; a checkpoint or exported file of the same model; "
+                            "casmvsnet also takes an mvsnet one: encoder and first regulariser)")
+    add_stage_arguments(train)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
-    evaluate.add_argument("model", choices=["densedepth", "mvsnet"])
+    evaluate.add_argument("model", choices=["densedepth", "mvsnet", "casmvsnet"])
     evaluate.add_argument("--ckpt", required=True, type=arg.weights_file, help="checkpoint.pt or exported weights")
     evaluate.add_argument("--data", default="synthetic")
     evaluate.add_argument("--profile", default="auto")
@@ -456,10 +477,15 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--no-flip-tta", action="store_true")
     _add_mvs_arguments(evaluate)
     evaluate.add_argument("--baseline", action="store_true", help="mvsnet: also the classical plane sweep")
+    evaluate.add_argument("--mvsnet", help="casmvsnet: also this MVSNet checkpoint, up-sampled to full resolution")
+    evaluate.add_argument("--interval-planes", type=int,
+                          help="casmvsnet: less-one's interval is the spacing of this many planes over the depth "
+                               "range (default: the profile's MVSNet planes)")
     evaluate.set_defaults(run=_eval)
 
-    infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet)")
-    infer.add_argument("model", choices=["mvsnet"])
+    infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet, "
+                                              "casmvsnet)")
+    infer.add_argument("model", choices=["mvsnet", "casmvsnet"])
     infer.add_argument("--ckpt", required=True, type=arg.weights_file, help="checkpoint.pt or exported weights")
     infer.add_argument("--scan", required=True,
                        help="a folder in MVSNet's test layout (images/, cams/, pair.txt), or with --data a scan "
@@ -469,7 +495,7 @@ def _add_train_commands(commands) -> None:
     infer.add_argument("--profile", default="auto")
     infer.add_argument("--size", type=arg.size32, help="test layout: resize images to HEIGHTxWIDTH (multiples of 32)")
     _add_mvs_arguments(infer)
-    infer.set_defaults(run=_infer_mvsnet)
+    infer.set_defaults(run=_infer)
 
     export = commands.add_parser("export", help="pack a checkpoint's model weights (fp16) into a small file")
     export.add_argument("--ckpt", required=True, type=arg.local_file, help="a training checkpoint (or weights file)")
@@ -503,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-views", type=arg.views, help="dtu: views per scan")
     render.add_argument("--n-lights", type=arg.positive, help="dtu: lighting conditions per view")
     render.add_argument("--overwrite", action="store_true", help="OUT holds a data set: write over it")
+    render.add_argument("--raw-depths", action="store_true",
+                        help="dtu: also Depths_raw/ (full-resolution depth, CasMVSNet's layout; for casmvsnet)")
     render.set_defaults(run=_render)
     _add_train_commands(commands)
     _add_fuse_command(commands)

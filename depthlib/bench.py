@@ -5,7 +5,8 @@ throughput and peak memory, fp32 eager vs the fast path), ``python -m depthlib.b
 (the renderer's frames/s),
 ``python -m depthlib.bench densedepth [--compile]`` (training step time, images/s and peak memory,
 fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]) and
-``python -m depthlib.bench mvsnet`` (training and inference step time and peak memory, fp32 vs AMP).
+``python -m depthlib.bench mvsnet`` (training and inference step time and peak memory, fp32 vs AMP) and
+``python -m depthlib.bench casmvsnet`` (the cascade against MVSNet at 512x640, see ``depthlib.bench_cascade``).
 Each setting runs in a fresh process, so its peak memory is its own.
 """
 from __future__ import annotations
@@ -211,17 +212,24 @@ def bench_mvsnet(steps=5) -> list[dict]:
     return rows
 
 
-def bench_models(compile=False, steps=5, encoders=None) -> list[dict]:
+def bench_models(compile=False, steps=5, encoders=None, casmvsnet_size=(512, 640),
+                 casmvsnet_train_size=(128, 160)) -> list[dict]:
     """One table for both models: DenseDepth training and MVSNet training / inference, fp32 eager vs
     the fast path (AMP + channels_last for DenseDepth, AMP for MVSNet; on CPU, where AMP is off,
     DenseDepth's fast path is channels_last alone and MVSNet has fp32 rows only). Columns: model,
-    input, mode, step (s), samples/s, speed-up over fp32, peak MiB."""
+    input, mode, step (s), samples/s, speed-up over fp32, peak MiB. Then the cascade's rows
+    (``bench_cascade.bench_casmvsnet``: MVSNet D=192 and CasMVSNet inference at ``casmvsnet_size``,
+    speed-up relative to that MVSNet, and the cascade's training step at ``casmvsnet_train_size``)."""
+    from depthlib.bench_cascade import bench_casmvsnet
+
     rows = []
     for row in bench_densedepth(compile=compile, encoders=encoders, steps=steps):
         row = dict(row, mode=f"train {row['mode']}")
         row["samples/s"] = row.pop("images/s")
         rows.append({k: row[k] for k in ("model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB")})
-    return rows + bench_mvsnet(steps=steps)
+    keys = ["model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB"]
+    return rows + bench_mvsnet(steps=steps) + bench_casmvsnet(steps=min(steps, 3), size=casmvsnet_size,
+                                                                   train_size=casmvsnet_train_size, columns=keys)
 
 
 def _one(kind: str, settings: dict) -> dict:
@@ -382,10 +390,16 @@ def main(argv=None) -> None:
     if argv[:1] == ["_mvsnet_one"]:
         print(json.dumps(mvsnet_step_stats(**json.loads(argv[1]))))
         return
+    if argv[:1] == ["_mvs_one"]:  # MVSNet or the cascade, for bench_cascade
+        from depthlib.bench_cascade import mvs_step_stats
+        print(json.dumps(mvs_step_stats(**json.loads(argv[1]))))
+        return
     parser.add_argument("what", nargs="?", default="models",
-                        choices=["models", "render", "densedepth", "mvsnet", "variants", "kernels"],
+                        choices=["models", "render", "densedepth", "mvsnet", "variants", "kernels",
+                                 "casmvsnet"],
                         help="what to benchmark (default: both models in one table); variants: each fast-path "
-                             "switch alone and together; kernels: a training step's GPU time by kernel kind")
+                             "switch alone and together; kernels: a training step's GPU time by kernel kind; casmvsnet: the "
+                             "cascade against MVSNet D=192 at 512x640")
     parser.add_argument("--model", choices=["densedepth", "mvsnet"], default="densedepth",
                         help="kernels: which model")
     parser.add_argument("--fp32", action="store_true", help="kernels: profile the fp32 step, not the fast path")
@@ -406,6 +420,9 @@ def main(argv=None) -> None:
         print(format_table(bench_variants(args.compile, steps=args.steps, groups=args.groups)))
     elif args.what == "kernels":
         print(format_table(kernel_breakdown(args.model, fast=not args.fp32)))
+    elif args.what == "casmvsnet":
+        from depthlib.bench_cascade import bench_casmvsnet
+        print(format_table(bench_casmvsnet(steps=min(args.steps, 3))))
     else:
         print(format_table(bench_mvsnet(steps=args.steps)))
 

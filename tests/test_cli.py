@@ -187,13 +187,16 @@ def test_one_benchmark_table_covers_both_models_fp32_and_fast_path():
 
     import torch
 
-    rows = bench_models(steps=1, encoders=["small"])
+    rows = bench_models(steps=1, encoders=["small"], casmvsnet_size=(64, 64), casmvsnet_train_size=(64, 64))
+    cascade = [("MVSNet D=192", "infer fp32"), ("CasMVSNet 48/32/8", "infer fp32")]
     if torch.cuda.is_available():
         expected = [("DenseDepth-small", "train fp32 eager"), ("DenseDepth-small", "train AMP + channels_last"),
-                    ("MVSNet", "train fp32"), ("MVSNet", "train AMP"), ("MVSNet", "infer fp32"), ("MVSNet", "infer AMP")]
+                    ("MVSNet", "train fp32"), ("MVSNet", "train AMP"), ("MVSNet", "infer fp32"), ("MVSNet", "infer AMP"),
+                    *cascade, ("MVSNet D=192", "infer AMP"), ("CasMVSNet 48/32/8", "infer AMP")]
     else:  # AMP is off on the CPU: channels_last is DenseDepth's whole fast path, MVSNet has fp32 rows only
         expected = [("DenseDepth-small", "train fp32 eager"), ("DenseDepth-small", "train channels_last"),
-                    ("MVSNet", "train fp32"), ("MVSNet", "infer fp32")]
+                    ("MVSNet", "train fp32"), ("MVSNet", "infer fp32"), *cascade]
+    expected.append(("CasMVSNet 48/32/8", "train fp32"))
     assert [(r["model"], r["mode"]) for r in rows] == expected
     for row in rows:
         assert set(row) == {"model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB"}

@@ -14,6 +14,7 @@ _EXPORTS = {
            "read_image"],
     "nyu": ["write_nyu_like", "NYUDepth"],
     "dtu": ["write_dtu_like", "DTUMVS", "MVSScan", "write_mvs_scan"],
+    "dtu_raw": ["DTUMVSFull", "write_raw_depths", "dtu_synthetic_full"],
     "synthetic": ["nyu_synthetic", "dtu_synthetic"],
     "download": ["download_nyu", "download_dtu"],
 }

@@ -1,4 +1,5 @@
-"""Depth networks: ``densedepth`` (monocular, chapters 02-03) and ``mvsnet`` (multi-view, chapters 07-09).
+"""Depth networks: ``densedepth`` (monocular, chapters 02-03), ``mvsnet`` (multi-view, chapters 07-09) and
+``casmvsnet`` (the cascade, chapter 12).
 
 ``from depthlib.models import DenseDepth`` loads torchvision on first use, not at package import.
 """
@@ -11,6 +12,9 @@ _EXPORTS = {
     "mvsnet": ("MVSNet", "FeatureNet", "CostRegNet", "RefineNet", "variance_cost_volume", "depth_regression",
                "photometric_confidence", "standardize_image", "plane_sweep_depth", "evaluate_mvsnet",
                "load_mvsnet"),
+    "casmvsnet": ("CasMVSNet", "CascadeStage", "PAPER_STAGES", "FeaturePyramid", "stage_hypotheses",
+                  "casmvsnet_loss", "CasMVSNetTask", "stages_from_metadata", "evaluate_casmvsnet", "load_casmvsnet",
+                  "init_from_mvsnet"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [*_EXPORTS, *_MODULE_OF]
