@@ -141,6 +141,11 @@ def _train_mvsnet(args) -> int:
         from depthlib.models import load_mvsnet
 
         model.load_state_dict(load_mvsnet(args.init).state_dict())
+    if args.freeze_backbone:
+        if args.no_refine or not args.init or args.refine_weight == 0:
+            raise SystemExit("--freeze-backbone trains the refinement network alone on a trained backbone: "
+                             "it needs --init, a refinement (no --no-refine) and --refine-weight > 0")
+        model.freeze_backbone()
     config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
                          lr=1e-3 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
                          channels_last=args.channels_last,
@@ -148,8 +153,9 @@ def _train_mvsnet(args) -> int:
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
     metadata = {"model": "mvsnet", "refine": not args.no_refine, "n_views": n_views, "n_depths": n_depths,
                 "interval_scale": args.interval_scale, "data": _data_label(args.data),
-                "init": Path(args.init).name if args.init else None}
-    trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
+                "init": Path(args.init).name if args.init else None, "refine_weight": args.refine_weight,
+                "frozen_backbone": args.freeze_backbone}
+    trainer = Trainer(model, train_set, MVSNetTask(args.refine_weight), args.out, config,
                       evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
                       metadata=metadata)
     if trainer.rank == 0:
@@ -179,14 +185,16 @@ def _eval_mvsnet(args) -> int:
     interval_scale = args.interval_scale or model.metadata.get("interval_scale")
     test_set = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                       interval_scale=interval_scale)
-    metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline)
+    metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline, edge_band=args.edge_band)
     print(f"MVSNet on {len(test_set)} test samples, {n_views} views, D={n_depths}; less-one / less-three: "
           "fraction within 1 / 3 depth intervals; mae in scene units (mm for DTU)")
+    regions = (("", ""), (f" edge band ({metrics.get('band_share', 0):.0%})", "band_"), (" elsewhere", "elsewhere_"))
     rows = []
-    for name, prefix in (("initial", ""), ("refined", "refined_"), ("plane sweep (ZNCC)", "baseline_")):
-        if f"{prefix}less_one" in metrics:
-            rows.append({"depth": name, **{key: f"{metrics[prefix + key]:.4f}"
-                                           for key in ("less_one", "less_three", "mae")}})
+    for region, part in regions if args.edge_band else regions[:1]:
+        for name, prefix in (("initial", ""), ("refined", "refined_"), ("plane sweep (ZNCC)", "baseline_")):
+            if f"{prefix}{part}less_one" in metrics:
+                rows.append({"depth": name + region, **{key: f"{metrics[prefix + part + key]:.4f}"
+                                                        for key in ("less_one", "less_three", "mae")}})
     print(format_table(rows))
     return 0
 
@@ -333,6 +341,10 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--no-progress", action="store_true")
     _add_mvs_arguments(train)
     train.add_argument("--no-refine", action="store_true", help="mvsnet: without the refinement network")
+    train.add_argument("--refine-weight", type=float, default=0.5,
+                       help="mvsnet: w in total = (1 - w) initial + w refined loss (0.5: MVSNet's average)")
+    train.add_argument("--freeze-backbone", action="store_true",
+                       help="mvsnet: train the refinement alone on the --init backbone (frozen weights and BN)")
     train.add_argument("--init", help="start from these weights (fine-tuning; a checkpoint or exported file of the same model)")
     train.set_defaults(run=_train)
 
@@ -350,6 +362,8 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--no-flip-tta", action="store_true")
     _add_mvs_arguments(evaluate)
     evaluate.add_argument("--baseline", action="store_true", help="mvsnet: also the classical plane sweep")
+    evaluate.add_argument("--edge-band", action="store_true",
+                          help="mvsnet: also inside the band around depth discontinuities and elsewhere")
     evaluate.set_defaults(run=_eval)
 
     infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet)")
