@@ -37,8 +37,11 @@ def _render(args) -> int:
     else:
         height, width = args.size or profile.mvs_size
         n_scans = args.n_scans or profile.mvs_train_scans + profile.mvs_test_scans
+        if args.first_scan < 1:
+            raise SystemExit(f"--first-scan {args.first_scan}: expected a scan number >= 1")
         out = write_dtu_like(args.out, n_scans=n_scans, n_views=args.n_views or profile.mvs_views_per_scan,
-                             height=height, width=width, n_lights=args.n_lights or profile.mvs_lights, seed=args.seed)
+                             height=height, width=width, n_lights=args.n_lights or profile.mvs_lights, seed=args.seed,
+                             scan_ids=range(args.first_scan, args.first_scan + n_scans))
     print(f"wrote {args.format} set ({height}x{width}) to {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -407,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-test", type=int, help="nyu: test frames")
     render.add_argument("--zip", action="store_true", help="nyu: also pack nyu_data.zip, like DenseDepth's download")
     render.add_argument("--n-scans", type=int, help="dtu: number of scans")
+    render.add_argument("--first-scan", type=int, default=1,
+                        help="dtu: scans are numbered from this one (scan N shows scene 10000 * seed + N)")
     render.add_argument("--n-views", type=int, help="dtu: views per scan")
     render.add_argument("--n-lights", type=int, help="dtu: lighting conditions per view")
     render.set_defaults(run=_render)
