@@ -49,7 +49,7 @@ def _render(args) -> int:
         n_scans = _default(args.n_scans, profile.mvs_train_scans + profile.mvs_test_scans)
         out = write_dtu_like(args.out, n_scans=n_scans, n_views=_default(args.n_views, profile.mvs_views_per_scan),
                              height=height, width=width, n_lights=_default(args.n_lights, profile.mvs_lights),
-                             seed=args.seed)
+                             seed=args.seed, scan_ids=range(args.first_scan, args.first_scan + n_scans))
         if args.raw_depths:  # CasMVSNet's full-resolution depth maps (train casmvsnet --data dtu:OUT)
             from depthlib.data import write_raw_depths
             write_raw_depths(out, seed=args.seed)
@@ -210,9 +210,12 @@ def _train_mvsnet(args) -> int:
     n_views, n_depths = _mvs_sizes(args, profile, stored)
     interval_scale = _default(args.interval_scale, stored.get("interval_scale"))
     refine = not args.no_refine if args.no_refine is not None else stored.get("refine", True)
+    refine_weight = _default(args.refine_weight, stored.get("refine_weight"), 0.5)
+    frozen = _default(args.freeze_backbone, stored.get("frozen_backbone"), False)
     metadata = {"model": "mvsnet", "refine": refine, "n_views": n_views, "n_depths": n_depths,
                 "interval_scale": interval_scale, "data": _data_label(args.data),
-                "init": Path(args.init).name if args.init else None}
+                "init": Path(args.init).name if args.init else None, "refine_weight": refine_weight,
+                "frozen_backbone": frozen}
     init = None
     if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
         from depthlib.models import load_mvsnet
@@ -226,8 +229,13 @@ def _train_mvsnet(args) -> int:
     model = MVSNet(refine=refine)
     if init is not None:
         load_model_state(model, init.state_dict(), args.init)
+    if frozen:
+        if not refine or init is None or refine_weight == 0:
+            raise SystemExit("--freeze-backbone trains the refinement network alone on a trained backbone: "
+                             "it needs --init, a refinement (no --no-refine) and --refine-weight > 0")
+        model.freeze_backbone()
     config = _train_config(args, profile, lr=1e-3)
-    trainer = Trainer(model, train_set, MVSNetTask(), args.out, config,
+    trainer = Trainer(model, train_set, MVSNetTask(refine_weight), args.out, config,
                       evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
                       metadata=metadata)
     if trainer.rank == 0:
@@ -261,14 +269,16 @@ def _eval_mvsnet(args) -> int:
     interval_scale = _default(args.interval_scale, model.metadata.get("interval_scale"))
     test_set = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                       interval_scale=interval_scale)
-    metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline)
+    metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline, edge_band=args.edge_band)
     print(f"MVSNet on {len(test_set)} test samples, {n_views} views, D={n_depths}; less-one / less-three: "
           "fraction within 1 / 3 depth intervals; mae in scene units (mm for DTU)")
+    regions = (("", ""), (f" edge band ({metrics.get('band_share', 0):.0%})", "band_"), (" elsewhere", "elsewhere_"))
     rows = []
-    for name, prefix in (("initial", ""), ("refined", "refined_"), ("plane sweep (ZNCC)", "baseline_")):
-        if f"{prefix}less_one" in metrics:
-            rows.append({"depth": name, **{key: f"{metrics[prefix + key]:.4f}"
-                                           for key in ("less_one", "less_three", "mae")}})
+    for region, part in regions if args.edge_band else regions[:1]:
+        for name, prefix in (("initial", ""), ("refined", "refined_"), ("plane sweep (ZNCC)", "baseline_")):
+            if f"{prefix}{part}less_one" in metrics:
+                rows.append({"depth": name + region, **{key: f"{metrics[prefix + part + key]:.4f}"
+                                                        for key in ("less_one", "less_three", "mae")}})
     print(format_table(rows))
     return 0
 
@@ -458,6 +468,10 @@ def _add_train_commands(commands) -> None:
     train.add_argument("--init", type=arg.weights_file,
                        help="start from these weights (fine-tuning; a checkpoint or exported file of the same model; "
                             "casmvsnet also takes an mvsnet one: encoder and first regulariser)")
+    train.add_argument("--refine-weight", type=arg.fraction,
+                       help="mvsnet: w in total = (1 - w) initial + w refined loss (default 0.5: MVSNet's average)")
+    train.add_argument("--freeze-backbone", action="store_true", default=None,
+                       help="mvsnet: train the refinement alone on the --init backbone (frozen weights and BN)")
     add_stage_arguments(train)
     train.set_defaults(run=_train)
 
@@ -481,6 +495,8 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--interval-planes", type=int,
                           help="casmvsnet: less-one's interval is the spacing of this many planes over the depth "
                                "range (default: the profile's MVSNet planes)")
+    evaluate.add_argument("--edge-band", action="store_true",
+                          help="mvsnet: also inside the band around depth discontinuities and elsewhere")
     evaluate.set_defaults(run=_eval)
 
     infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet, "
@@ -526,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-test", type=arg.count, help="nyu: test frames")
     render.add_argument("--zip", action="store_true", help="nyu: also pack nyu_data.zip, like DenseDepth's download")
     render.add_argument("--n-scans", type=arg.positive, help="dtu: number of scans")
+    render.add_argument("--first-scan", type=arg.positive, default=1,
+                        help="dtu: scans are numbered from this one (scan N shows scene 10000 * seed + N)")
     render.add_argument("--n-views", type=arg.views, help="dtu: views per scan")
     render.add_argument("--n-lights", type=arg.positive, help="dtu: lighting conditions per view")
     render.add_argument("--overwrite", action="store_true", help="OUT holds a data set: write over it")

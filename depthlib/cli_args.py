@@ -12,7 +12,7 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real",
+__all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real", "fraction",
            "size", "size32", "local_file", "weights_file", "pretrained"]
 
 import argparse
@@ -55,6 +55,7 @@ def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
 count, positive, views = integer(0), integer(1), integer(2)
 planes = integer(8, multiple=8)  # MVSNet's 3D U-Net halves D three times
 positive_real, non_negative_real = real(0.0, low_open=True), real(0.0)
+fraction = real(0.0, 1.0)  # a weight in [0, 1]
 
 
 def size(text: str, multiple: int = 1):

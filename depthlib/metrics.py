@@ -1,11 +1,13 @@
-"""Depth accuracy metrics, the Eigen crop and flip-TTA evaluation (chapters 06 and 09)."""
+"""Depth accuracy metrics, depth-edge regions, the Eigen crop and flip-TTA evaluation (chapters 06 and 09)."""
 from __future__ import annotations
 
-__all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "eigen_crop", "evaluate"]
+__all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "EDGE_REGIONS",
+           "depth_edge_regions", "edge_band_metrics", "eigen_crop", "evaluate"]
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from depthlib.losses import per_sample_scalar
@@ -93,6 +95,76 @@ def mean_absolute_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> floa
         raise ValueError("mean_absolute_error: no valid pixel (mask & finite gt > 0 is empty)")
     dtype = _sum_dtype(gt.device)
     return float((pred[valid].to(dtype) - gt[valid].to(dtype)).abs().mean())
+
+
+EDGE_REGIONS = ("outline", "depth_edge", "flat")
+
+
+def depth_edge_regions(gt: torch.Tensor, mask=None, depth_interval=1.0, threshold: float = 2.0,
+                       radius: int = 1) -> dict:
+    """Sort the valid pixels of a ground-truth depth map by their nearness to a depth discontinuity.
+
+    A pixel's window is the (2 radius + 1) x (2 radius + 1) square around it (clipped at the image
+    border: pixels outside the image do not count). A valid pixel (mask, finite gt > 0) is
+
+    - ``"outline"`` when its window holds a pixel without ground truth: within ``radius`` pixels of
+      an object's outline against the empty background (a dilation of the invalid pixels);
+    - else ``"depth_edge"`` when the depths in its window span more than ``threshold`` depth
+      intervals: max - min over the window, the morphological gradient (dilation minus erosion) of
+      gt; one surface in front of another (a surface steeper than threshold / (2 radius)
+      intervals per pixel counts as well);
+    - else ``"flat"``.
+
+    gt: (B, 1, H, W) or (B, H, W), one depth unit; mask: bool broadcastable to gt, or None;
+    depth_interval: a positive number or (B,) tensor in gt's unit. Returns {name: bool mask of gt's
+    shape} for the names of ``EDGE_REGIONS``: disjoint, their union the valid pixels. Chapter 09
+    builds the same regions from scratch (radius 1, threshold 2).
+    """
+    if gt.dim() not in (3, 4) or (gt.dim() == 4 and gt.shape[1] != 1):
+        raise ValueError(f"gt has shape {tuple(gt.shape)}, expected (B, 1, H, W) or (B, H, W)")
+    if int(radius) != radius or radius < 1 or not threshold > 0:
+        raise ValueError(f"radius={radius}, threshold={threshold}: expected an integer radius >= 1 "
+                         "and a positive threshold (in depth intervals)")
+    valid = _valid(gt, gt, mask)
+    depth, valid4 = gt.reshape(-1, 1, *gt.shape[-2:]), valid.reshape(-1, 1, *gt.shape[-2:])
+    interval = _per_sample(depth_interval, depth, "depth_interval")
+    window = dict(kernel_size=2 * radius + 1, stride=1, padding=radius)  # max_pool2d pads with -inf
+    hidden = torch.full_like(depth, -math.inf)
+    span = (F.max_pool2d(torch.where(valid4, depth, hidden), **window)
+            + F.max_pool2d(torch.where(valid4, -depth, hidden), **window))      # max - min of valid gt
+    near_hole = F.max_pool2d((~valid4).to(depth.dtype), **window) > 0
+    steep = span > threshold * interval
+    regions = {"outline": valid4 & near_hole, "depth_edge": valid4 & ~near_hole & steep,
+               "flat": valid4 & ~near_hole & ~steep}
+    return {name: region.reshape(gt.shape) for name, region in regions.items()}
+
+
+def edge_band_metrics(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, threshold: float = 2.0,
+                      radius: int = 1) -> dict:
+    """MVSNet's less-one, less-three and MAE inside the band around depth discontinuities and elsewhere.
+
+    Regions from ``depth_edge_regions`` (same arguments): ``"band"`` = outline | depth_edge,
+    ``"elsewhere"`` = flat, ``"all"`` = every valid pixel. Returns {region: {"less_one",
+    "less_three", "mae", "share"}}: pooled over the region's pixels, MAE in gt's unit, share the
+    region's fraction of the valid pixels; a region without pixels has NaN metrics and share 0.
+    pred, gt: one shape, (B, 1, H, W) or (B, H, W).
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred has shape {tuple(pred.shape)} and gt {tuple(gt.shape)}, expected the same shape")
+    parts = depth_edge_regions(gt, mask, depth_interval, threshold, radius)
+    regions = {"band": parts["outline"] | parts["depth_edge"], "elsewhere": parts["flat"],
+               "all": parts["outline"] | parts["depth_edge"] | parts["flat"]}
+    total = max(int(regions["all"].sum()), 1)
+    result = {}
+    for name, region in regions.items():
+        count = int(region.sum())
+        if count == 0:
+            result[name] = {"less_one": math.nan, "less_three": math.nan, "mae": math.nan, "share": 0.0}
+            continue
+        result[name] = {"less_one": less_k_interval(pred, gt, region, depth_interval, 1),
+                        "less_three": less_k_interval(pred, gt, region, depth_interval, 3),
+                        "mae": mean_absolute_error(pred, gt, region), "share": count / total}
+    return result
 
 
 def eigen_crop(height: int, width: int, device=None) -> torch.Tensor:

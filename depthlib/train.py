@@ -539,7 +539,16 @@ class DenseDepthTask:
 class MVSNetTask:
     """MVSNet's objective: ``mvsnet_loss`` (masked mean |gt - est| / depth_interval) of the initial
     depth, averaged with that of the refined depth when the model refines (as the TensorFlow
-    original); ``initial`` and ``refined`` are logged as well."""
+    original); ``initial`` and ``refined`` are logged as well.
+
+    ``refine_weight`` w weighs the two: total = (1 - w) initial + w refined (default 0.5, the
+    original's average; 1 trains on the refined depth alone, as with a frozen backbone, chapter 09).
+    """
+
+    def __init__(self, refine_weight: float = 0.5):
+        if not 0.0 <= refine_weight <= 1.0:
+            raise ValueError(f"MVSNetTask: refine_weight={refine_weight}, expected a weight in [0, 1]")
+        self.refine_weight = refine_weight
 
     valid_pixels = staticmethod(_valid_depth_pixels)  # as DenseDepthTask: mask, finite depth > 0
 
@@ -551,7 +560,8 @@ class MVSNetTask:
         losses = {"initial": mvsnet_loss(out["depth"].float(), gt, mask, interval)}
         if "refined_depth" in out:
             losses["refined"] = mvsnet_loss(out["refined_depth"].float(), gt, mask, interval)
-            losses["total"] = 0.5 * (losses["initial"] + losses["refined"])
+            weight = self.refine_weight
+            losses["total"] = (1.0 - weight) * losses["initial"] + weight * losses["refined"]
         else:
             losses["total"] = losses["initial"]
         return losses

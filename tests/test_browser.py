@@ -15,12 +15,17 @@ would open it. Checked on every page:
   (`mjx-merror`) and no undefined macro, and no raw TeX (`$...$`, `\\(`, `\\[`) is left in the prose;
 - chapter pages (pages built from `chapters/{en,zh}/*.ipynb`) carry the Colab launch button for
   their own notebook and a link to the other-language edition of the same chapter, and clicking
-  that link loads it.
+  that link loads it;
+- on an executed build (`make book`), the interactive 3D point clouds (`depthlib.viz.show_point_clouds`)
+  of chapters 00 and 10 load: each `.depthlib-plot3d` view becomes a plotly graph with a drawn
+  WebGL canvas, its static fallback image replaced. A structural build has no outputs, so that
+  check skips there, with the reason.
 
 Screenshots of the landing page and two chapters (one per edition) go next to the HTML folder
 (`<html>/../screenshots/`, or `$DEPTHBOOK_SCREENSHOTS`).
 
-Offline by design. The pages load MathJax 3 from a CDN. Those requests are answered from a local
+Offline by design. The pages load MathJax 3 from a CDN; the 3D-view pages load plotly.js from the
+book's own `_static/` (_ext/plotly_pages.py). Those requests are answered from a local
 copy of the same files (`CDN_MIRRORS`, fetched from the npm registry by `make browser-assets`, i.e.
 `python tests/test_browser.py fetch-assets`), so MathJax really typesets the pages. The book loads
 no widget JavaScript (see _config.yml). Every other external request is blocked, and a blocked request fails the test: a
@@ -77,6 +82,9 @@ CHROMIUM_ARGS = (
     "--disable-component-update", "--disable-sync",
 )
 ARTICLE = "article.bd-article"  # sphinx-book-theme's page body (sidebars and header excluded)
+# Chapters whose fused point clouds are interactive 3D views (depthlib.viz.show_point_clouds).
+VIEW_CHAPTERS = ("00_introduction", "10_point_clouds")
+VIEW_CLASS = "depthlib-plot3d"  # depthlib.viz.PLOT3D_CLASS; its data-state ends "interactive" or "static"
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,6 +163,8 @@ class PageResult:
     chapter: tuple[str, str] | None = None              # (edition, stem) for chapter pages
     article_links: list[str] = field(default_factory=list)
     other_edition: dict = field(default_factory=dict)
+    outputs: int = 0                                    # cell outputs on the page (0: not executed)
+    views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
     def add(self, check: str, message: str) -> None:
@@ -268,12 +278,21 @@ PAGE_PROBE = r"""
     const m = node.textContent.match(rawTex);
     if (m) raw.push(node.textContent.trim().slice(0, 120));
   }
-  return {links, articleLinks, images,
+  const views = [...main.querySelectorAll('.depthlib-plot3d')].map(el => ({
+    state: el.dataset.state || '', plotly: !!el.querySelector('.js-plotly-plot'),
+    canvases: [...el.querySelectorAll('canvas')].filter(c => c.width > 0 && c.height > 0).length,
+    fallback: !!el.querySelector('img')}));
+  return {links, articleLinks, images, views, outputs: main.querySelectorAll('.cell_output').length,
           math: {elements: maths.length, containers: main.querySelectorAll('mjx-container').length,
                  untypeset, texErrors, undefinedMacros, raw,
                  mathjax: !!(window.MathJax && window.MathJax.version), version: (window.MathJax || {}).version || null},
           h1: (main.querySelector('h1') || {}).textContent || ''};
 }
+"""
+
+# A 3D view decides once plotly.js and the page have loaded: "interactive" (drawn) or "static".
+WAIT_FOR_VIEWS = r"""
+(selector) => [...document.querySelectorAll(selector)].every(el => el.dataset.state && el.dataset.state !== 'loading')
 """
 
 WAIT_FOR_MATHJAX = r"""
@@ -350,6 +369,9 @@ def _new_page(browser, base: str, result: PageResult | None):
     same-origin requests go to the server, mirrored CDN files come from the local copies, every
     other request is blocked and recorded."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # 60 s, not Playwright's 30: the 3D-view pages parse 4.8 MB of plotly.js before their load event,
+    # and a shared 2-core machine took 12-19 s per such page in one crawl
+    context.set_default_timeout(60_000)
 
     def route(route):
         url = route.request.url
@@ -404,9 +426,14 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
             page.wait_for_load_state("load")
         page.wait_for_load_state("networkidle")
         page.evaluate(WAIT_FOR_MATHJAX)
+        try:
+            page.wait_for_function(WAIT_FOR_VIEWS, arg=f".{VIEW_CLASS}", timeout=30_000)
+        except Exception as exc:  # noqa: BLE001 - reported by the 3D view check, with what the page shows
+            result.add("3d views", f"a 3D view still loading after 30 s ({type(exc).__name__})")
         result.final_url = page.url
         probe = page.evaluate(PAGE_PROBE, ARTICLE)
         result.links, result.images, result.math = probe["links"], probe["images"], probe["math"]
+        result.outputs, result.views = probe["outputs"], probe["views"]
         result.article_links = probe["articleLinks"]
         _check_page(result, probe)
         if screenshot is not None:
@@ -633,6 +660,24 @@ def test_chapter_pages_link_the_other_edition(crawl):
     assert not _report(crawl, "other edition"), "\n" + _report(crawl, "other edition")
     followed = [r for r in chapters if r.other_edition.get("status") == 200]
     assert len(followed) == len(chapters), [r.rel for r in chapters if r not in followed]
+
+
+def test_point_cloud_3d_views_load(crawl):
+    chapters = _chapter_pages(crawl)
+    if not any(res.outputs for res in chapters):
+        pytest.skip("a structural build (notebooks not executed, e.g. `make book-structure`): its pages have "
+                    "no cell outputs, so no 3D view to check; `make book` builds the executed book")
+    problems = [line for line in _report(crawl, "3d views").splitlines() if line]
+    for res in sorted(chapters, key=lambda r: r.rel):
+        if res.chapter[1] in VIEW_CHAPTERS and not res.views:
+            problems.append(f"{res.rel}: no 3D point-cloud view (.{VIEW_CLASS})"
+                            + ("" if res.outputs else ": the page was not executed"))
+        for index, view in enumerate(res.views):
+            if view["state"] != "interactive" or not view["plotly"] or not view["canvases"] or view["fallback"]:
+                problems.append(f"{res.rel}: 3D view {index} did not load (state {view['state']!r}, plotly "
+                                f"graph {view['plotly']}, {view['canvases']} drawn canvases, static image left "
+                                f"{view['fallback']})")
+    assert not problems, "\n" + "\n".join(problems)
 
 
 def test_screenshots_saved(crawl):

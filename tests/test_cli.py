@@ -26,6 +26,15 @@ def test_render_dtu_writes_a_readable_set(tmp_path):
     assert dataset[0]["imgs"].shape == (3, 3, 64, 80)
 
 
+def test_render_dtu_first_scan_numbers_the_scans_from_it(tmp_path):
+    assert main(["render", "dtu", "--out", str(tmp_path), "--size", "32x40", "--n-scans", "2", "--n-views", "3",
+                 "--n-lights", "1", "--first-scan", "11"]) == 0
+    scans = sorted(path.name for path in (tmp_path / "Depths").iterdir())
+    assert scans == ["scan11_train", "scan12_train"]
+    with pytest.raises(SystemExit, match="--first-scan 0"):
+        main(["render", "dtu", "--out", str(tmp_path / "bad"), "--n-scans", "1", "--first-scan", "0"])
+
+
 def test_bad_size_is_rejected_with_the_expected_form(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["render", "nyu", "--out", str(tmp_path), "--size", "64by80"])
@@ -136,6 +145,21 @@ def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
     assert main(["train", "mvsnet", "--data", data, "--out", str(tmp_path / "fine"), "--epochs", "1",
                  "--batch-size", "2", "--init", str(run / "checkpoint.pt"), "--no-progress", *common]) == 0
     assert load_mvsnet(tmp_path / "fine" / "checkpoint.pt").metadata["init"] == "checkpoint.pt"
+    # the refinement alone on the frozen backbone, on its own loss; eval splits off the edge band
+    assert main(["train", "mvsnet", "--data", data, "--out", str(tmp_path / "refine"), "--epochs", "1",
+                 "--batch-size", "2", "--init", str(run / "checkpoint.pt"), "--freeze-backbone",
+                 "--refine-weight", "1", "--no-progress", *common]) == 0
+    initial, refined = load_mvsnet(run / "checkpoint.pt").state_dict(), load_mvsnet(tmp_path / "refine" / "checkpoint.pt")
+    assert refined.metadata["frozen_backbone"] and refined.metadata["refine_weight"] == 1.0
+    for name, value in refined.state_dict().items():
+        assert torch.equal(value, initial[name]) != name.startswith("refine_network."), name
+    capsys.readouterr()
+    assert main(["eval", "mvsnet", "--ckpt", str(tmp_path / "refine" / "checkpoint.pt"), "--data", data,
+                 "--edge-band", "--profile", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "| refined edge band (" in table and "| initial elsewhere" in table
+    with pytest.raises(SystemExit, match="needs --init"):
+        main(["train", "mvsnet", "--data", data, "--out", str(tmp_path / "bad"), "--freeze-backbone", *common])
     infer = tmp_path / "infer"
     assert main(["infer", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--scan", "scan2",
                  "--out", str(infer), "--profile", "cpu"]) == 0

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from depthlib.metrics import (METRIC_NAMES, depth_metrics, eigen_crop, evaluate, less_k_interval,
-                              mean_absolute_error)
+from depthlib.metrics import (EDGE_REGIONS, METRIC_NAMES, depth_edge_regions, depth_metrics, edge_band_metrics,
+                              eigen_crop, evaluate, less_k_interval, mean_absolute_error)
 
 
 def numpy_eigen_metrics(pred, gt):
@@ -206,3 +206,108 @@ def test_evaluate_rejects_wrong_prediction_shape_and_bad_arguments():
         evaluate(lambda images: torch.ones(images.shape[0], 1, 6, 8), dataset)
     with pytest.raises(ValueError, match="crop='garg'"):
         evaluate(perfect_predictor, dataset, crop="garg")
+
+
+# ---------------------------------------------------------------- depth-edge regions
+
+
+def brute_force_regions(gt, valid, interval, threshold, radius):
+    """depth_edge_regions pixel by pixel: (H, W) float64 gt and bool valid of one sample."""
+    height, width = gt.shape
+    labels = np.full((height, width), "", dtype=object)
+    for row in range(height):
+        for col in range(width):
+            if not valid[row, col]:
+                continue
+            window = [(r, c) for r in range(row - radius, row + radius + 1)
+                      for c in range(col - radius, col + radius + 1) if 0 <= r < height and 0 <= c < width]
+            if any(not valid[r, c] for r, c in window):
+                labels[row, col] = "outline"
+                continue
+            depths = [gt[r, c] for r, c in window]
+            labels[row, col] = "depth_edge" if max(depths) - min(depths) > threshold * interval else "flat"
+    return labels
+
+
+def random_depth(batch=2, height=9, width=11, seed=0):
+    """Piecewise-planar depth with steps, holes (0), a NaN and an inf: every region and every invalid kind."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    gt = np.stack([600 + 3.0 * rows + 2.0 * cols + 40.0 * ((cols + rng.integers(0, 3, (height, width))) > 6)
+                   + rng.normal(0, 0.5, (height, width)) for _ in range(batch)])
+    gt[rng.random(gt.shape) < 0.08] = 0.0
+    gt[0, 0, 5], gt[-1, -1, 2] = np.nan, np.inf
+    return gt
+
+
+@pytest.mark.parametrize("radius, threshold", [(1, 2.0), (2, 2.0), (1, 0.5), (2, 5.0)])
+def test_depth_edge_regions_match_a_pixel_by_pixel_reference(radius, threshold):
+    gt = random_depth()
+    mask = np.ones_like(gt, dtype=bool)
+    mask[1, 4:6, 3] = False                                     # masked out although the depth is valid
+    intervals = np.array([2.5, 4.0])                            # per-sample plane spacing
+    regions = depth_edge_regions(torch.tensor(gt)[:, None], torch.tensor(mask)[:, None],
+                                 torch.tensor(intervals), threshold, radius)
+    assert list(regions) == list(EDGE_REGIONS)
+    valid = np.isfinite(gt) & (gt > 0) & mask
+    for b in range(len(gt)):
+        expected = brute_force_regions(gt[b], valid[b], intervals[b], threshold, radius)
+        for name in EDGE_REGIONS:
+            np.testing.assert_array_equal(regions[name][b, 0].numpy(), expected == name, err_msg=f"{name} {b}")
+    union = sum(regions[name].int() for name in EDGE_REGIONS)
+    assert union.max() == 1 and torch.equal(union[:, 0] == 1, torch.tensor(valid))  # disjoint, cover valid
+    if (radius, threshold) == (1, 2.0):
+        assert all(regions[name].any() for name in EDGE_REGIONS)  # the test map has all three
+
+
+def test_depth_edge_regions_accept_bh_w_maps_scalar_interval_and_no_mask():
+    gt = torch.tensor(random_depth(seed=1))
+    four = depth_edge_regions(gt[:, None], depth_interval=3.0)
+    three = depth_edge_regions(gt, depth_interval=torch.tensor(3.0))
+    for name in EDGE_REGIONS:
+        assert three[name].shape == gt.shape
+        assert torch.equal(three[name], four[name][:, 0])
+
+
+def test_flat_slopes_and_steps_land_where_the_docstring_says():
+    cols = torch.arange(12.0).expand(6, 12)
+    slope = 500 + 1.5 * cols                  # 1.5 intervals per pixel: window span 3 > 2 -> depth edge,
+    gentle = 500 + 0.5 * cols                 # except at the borders (window clipped: span 1.5); span 1: flat
+    step = 500 + 50.0 * (cols >= 6)           # a 50-interval step between columns 5 and 6
+    for depth, edge_columns in ((slope, set(range(1, 11))), (gentle, set()), (step, {5, 6})):
+        regions = depth_edge_regions(depth[None, None], depth_interval=1.0)
+        edge = regions["depth_edge"][0, 0]
+        assert {c for c in range(12) if edge[:, c].all()} == edge_columns
+        assert not regions["outline"].any()
+
+
+def test_edge_band_metrics_pool_each_region_and_report_its_share():
+    gt = torch.full((1, 1, 6, 8), 600.0)
+    gt[..., 4:] = 700.0                                          # a step between columns 3 and 4
+    pred = gt.clone()
+    pred[..., 3] = 650.0                                         # the step blurred on both sides
+    pred[..., 4] = 650.0
+    pred[..., 0, 0] = 600.0 + 2.5                                # one flat pixel 2.5 intervals off
+    result = edge_band_metrics(pred, gt, None, 1.0)
+    band = depth_edge_regions(gt, None, 1.0)["depth_edge"]
+    assert int(band.sum()) == 12 and result["band"]["share"] == 12 / 48
+    assert result["band"]["less_one"] == 0.0 and result["band"]["mae"] == 50.0
+    assert result["elsewhere"]["less_three"] == 1.0 and math.isclose(result["elsewhere"]["less_one"], 35 / 36, rel_tol=1e-6)
+    assert math.isclose(result["elsewhere"]["mae"], 2.5 / 36)
+    assert math.isclose(result["all"]["mae"], (12 * 50 + 2.5) / 48) and result["all"]["share"] == 1.0
+    flat = edge_band_metrics(torch.full((1, 4, 4), 5.0), torch.full((1, 4, 4), 5.0), None, 1.0)
+    assert flat["band"]["share"] == 0.0 and math.isnan(flat["band"]["mae"]) and flat["elsewhere"]["mae"] == 0.0
+
+
+def test_depth_edge_regions_reject_bad_arguments():
+    gt = torch.ones(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"\(1, 2, 4, 4\).*\(B, 1, H, W\) or \(B, H, W\)"):
+        depth_edge_regions(torch.ones(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="radius=0"):
+        depth_edge_regions(gt, radius=0)
+    with pytest.raises(ValueError, match="threshold=-1"):
+        depth_edge_regions(gt, threshold=-1)
+    with pytest.raises(ValueError, match="depth_interval"):
+        depth_edge_regions(gt, depth_interval=0.0)
+    with pytest.raises(ValueError, match=r"\(1, 1, 4, 3\) and gt \(1, 1, 4, 4\)"):
+        edge_band_metrics(torch.ones(1, 1, 4, 3), gt, None, 1.0)

@@ -619,3 +619,77 @@ def test_evaluate_baseline_alone_finds_a_plane_at_the_depth_resolution():
 def test_evaluate_with_nothing_to_evaluate_raises():
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_mvsnet(None, dtu_like_items(1), baseline=False)
+
+
+def test_evaluate_edge_band_pools_the_band_and_elsewhere_like_edge_band_metrics():
+    from depthlib.metrics import edge_band_metrics
+
+    items = dtu_like_items(3, height=64, width=64, seed=1)
+    for index, item in enumerate(items):   # smooth depth with a step and a hole: all three regions
+        interval = float(item["depth_interval"])
+        depth = 450.0 + 0.2 * interval * torch.arange(16.0).expand(1, 16, 16)
+        item["depth"] = depth + 10 * interval * (torch.arange(16) >= 6 + index)
+        item["mask"] = torch.ones(1, 16, 16, dtype=torch.bool)
+        item["mask"][:, 10:13, 2:5] = False
+    model = GroundTruthModel(items)
+    result = evaluate_mvsnet(model, items, batch_size=2, edge_band=True)
+    plain = evaluate_mvsnet(GroundTruthModel(items), items, batch_size=2)
+    assert all(result[key] == value for key, value in plain.items())  # the overall numbers are unchanged
+    gt = torch.stack([item["depth"] for item in items])
+    mask = torch.stack([item["mask"] for item in items])
+    interval = torch.stack([item["depth_interval"] for item in items])
+    refined = gt + 2 * interval.reshape(-1, 1, 1, 1)
+    expected = edge_band_metrics(refined, gt, mask, interval)
+    assert 0 < result["band_share"] < 1 and result["band_share"] == pytest.approx(expected["band"]["share"])
+    for region, prefix in (("band", "refined_band_"), ("elsewhere", "refined_elsewhere_")):
+        for key in ("less_one", "less_three", "mae"):
+            assert result[prefix + key] == pytest.approx(expected[region][key], rel=1e-6), prefix + key
+    assert result["band_less_one"] == result["elsewhere_less_one"] == 1.0 and result["band_mae"] == 0.0
+
+
+def test_frozen_backbone_trains_the_refinement_alone_with_frozen_bn_statistics(small_batch):
+    from depthlib.train import MVSNetTask
+
+    imgs, proj, depth_values = small_batch
+    torch.manual_seed(3)
+    model = MVSNet().freeze_backbone().train()
+    assert model.refine_network.training and not model.feature.training and not model.cost_regularization.training
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    gt = depth_values[:, 5, None, None, None].expand(-1, 1, 16, 16).contiguous()
+    batch = {"imgs": imgs, "proj_matrices": proj, "depth_values": depth_values, "depth": gt,
+             "mask": torch.ones_like(gt, dtype=torch.bool), "depth_interval": depth_values[:, 1] - depth_values[:, 0]}
+    losses = MVSNetTask(refine_weight=1.0).loss(model, batch)
+    torch.testing.assert_close(losses["total"], losses["refined"])
+    assert not losses["initial"].requires_grad             # the backbone ran without autograd
+    losses["total"].backward()
+    for name, parameter in model.named_parameters():
+        trained = name.startswith("refine_network.")
+        assert parameter.requires_grad == trained, name
+        assert (parameter.grad is not None) == trained, name
+    torch.optim.Adam(model.parameters(), lr=1e-2).step()
+    after = model.state_dict()
+    for name, value in before.items():   # the backbone's weights and BN statistics stay put, the refinement's move
+        assert torch.equal(value, after[name]) != name.startswith("refine_network."), name
+    model.freeze_backbone(False).train()
+    assert model.feature.training and all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="no refinement network"):
+        MVSNet(refine=False).freeze_backbone()
+
+
+def test_mvsnet_task_weighs_initial_and_refined_losses(small_batch):
+    from depthlib.train import MVSNetTask
+
+    imgs, proj, depth_values = small_batch
+    torch.manual_seed(4)
+    model = MVSNet().eval()
+    gt = depth_values[:, 3, None, None, None].expand(-1, 1, 16, 16).contiguous()
+    batch = {"imgs": imgs, "proj_matrices": proj, "depth_values": depth_values, "depth": gt,
+             "mask": torch.ones_like(gt, dtype=torch.bool), "depth_interval": depth_values[:, 1] - depth_values[:, 0]}
+    with torch.no_grad():
+        for weight in (0.0, 0.5, 0.8, 1.0):
+            losses = MVSNetTask(weight).loss(model, batch)
+            torch.testing.assert_close(losses["total"], (1 - weight) * losses["initial"] + weight * losses["refined"])
+        default = MVSNetTask().loss(model, batch)
+    torch.testing.assert_close(default["total"], (default["initial"] + default["refined"]) / 2)
+    with pytest.raises(ValueError, match=r"refine_weight=1.5"):
+        MVSNetTask(1.5)

@@ -114,6 +114,19 @@ def test_widget_cells_leave_no_dead_widget_in_the_rendered_book(path):
             assert "remove-output" in cell["metadata"].get("tags", []), _source(cell)[:200]
 
 
+def test_book_build_loads_every_local_extension():
+    # Jupyter Book appends local_extensions to its default extension list, but an explicit
+    # sphinx.config.extensions list replaces that list: each local extension must be named in it too
+    from jupyter_book.config import get_final_config
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    final, _ = get_final_config(user_yaml=ROOT / "_config.yml", cli_config={"latex_individualpages": False},
+                                sourcedir=ROOT)
+    for name in config["sphinx"]["local_extensions"]:
+        assert name in final["extensions"], (name, final["extensions"])
+        assert (ROOT / config["sphinx"]["local_extensions"][name] / f"{name}.py").is_file()
+
+
 def test_book_build_executes_without_nbclients_output_widget_mimic():
     import sys
 
@@ -121,7 +134,7 @@ def test_book_build_executes_without_nbclients_output_widget_mimic():
     import nbformat
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-    assert config["sphinx"]["local_extensions"] == {"nbclient_no_output_widget": "_ext"}
+    assert config["sphinx"]["local_extensions"]["nbclient_no_output_widget"] == "_ext"
     sys.path.insert(0, str(ROOT / "_ext"))
     try:
         import nbclient_no_output_widget as extension

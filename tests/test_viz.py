@@ -1,5 +1,8 @@
-"""Tests for depthlib.viz: colours against matplotlib's colormaps, shared scales, figure layout."""
+"""Tests for depthlib.viz: colours against matplotlib's colormaps, shared scales, figure layout, the
+interactive 3D view and the book extension that serves its plotly.js."""
+import sys
 import warnings
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -7,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from depthlib.viz import (colorize_depth, depth_range, plot_point_cloud, show_depth_panels,
-                          show_images, to_numpy)
+from depthlib.viz import (PLOT3D_CLASS, colorize_depth, depth_range, plot_point_cloud, point_cloud_figure,
+                          show_depth_panels, show_images, show_point_clouds, to_numpy)
 
 
 @pytest.fixture(autouse=True)
@@ -199,3 +202,116 @@ def test_mvsnet_pipeline_diagram_shows_the_shapes_it_is_given():
         draw_mvsnet_pipeline(refine=False))
     with pytest.raises(ValueError, match="divisible by 4"):
         draw_mvsnet_pipeline(height=130)
+
+
+# ----------------------------------------------------------------------------- interactive 3D view
+
+def _cloud(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3)) * [1.0, 2.0, 0.5], rng.integers(0, 256, size=(n, 3), dtype=np.uint8)
+
+
+def test_point_cloud_figure_holds_the_same_subset_and_colours_as_the_static_plot():
+    points, colors = _cloud(1000)
+    points[:10] = np.nan
+    fig = point_cloud_figure({"rgb": (points, colors), "by z": torch.as_tensor(points)}, max_points=100, seed=3)
+    assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["rgb", "by z"]
+    static = plot_point_cloud(points, colors, max_points=100, seed=3).collections[0]
+    first = fig.data[0]
+    shown = np.stack([first.x, first.y, first.z], axis=1)
+    np.testing.assert_allclose(shown[:, :2], static.get_offsets(), rtol=1e-6)  # same points, same order
+    keep = [int(np.flatnonzero((np.abs(points[:, :2] - xy) < 1e-6).all(axis=1))[0]) for xy in shown[:, :2]]
+    assert list(first.marker.color[:3]) == [f"rgb({r},{g},{b})" for r, g, b in colors[keep[:3]]]
+    np.testing.assert_allclose(fig.data[1].marker.color, fig.data[1].z)  # no colours: coloured by z
+    assert fig.layout.scene.aspectmode == fig.layout.scene2.aspectmode == "data"
+    assert fig.layout.scene.xaxis.title.text == "x (m)"
+
+
+def test_point_cloud_figure_camera_matches_matplotlib_view_angles():
+    fig = point_cloud_figure({"a": _cloud()[0]}, elev=0.0, azim=90.0)
+    eye = fig.layout.scene.camera.eye
+    np.testing.assert_allclose([eye.x, eye.y, eye.z], [0.0, 2.6, 0.0], atol=1e-12)  # looking along -y
+    eye = point_cloud_figure({"a": _cloud()[0]}, elev=90.0, azim=0.0).layout.scene.camera.eye
+    np.testing.assert_allclose([eye.x, eye.y, eye.z], [0.0, 0.0, 2.6], atol=1e-12)  # from above
+
+
+def test_point_cloud_view_html_has_static_fallback_and_makes_no_external_request():
+    import base64
+    import io
+    import json
+    import re
+
+    from PIL import Image
+
+    points, colors = _cloud()
+    view = show_point_clouds({"cloud </script>": (points, colors)}, max_points=200, cdn=False)
+    bundle = view._repr_mimebundle_()
+    page = bundle["text/html"]
+    assert f'class="{PLOT3D_CLASS}"' in page and 'data-state="loading"' in page
+    png = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(png))).size[0] > 100  # the static image decodes
+    assert view.png == base64.b64decode(png)
+    assert "http" not in page and "/tmp" not in page and "/home" not in page  # nothing fetched, no paths
+    script = page.split("<script>", 1)[1]
+    assert script.count("</script>") == 1  # the title's </script> cannot end the script early
+    figure = json.loads(re.search(r"figure = (\{.*?\}), cdn = null;", script).group(1).replace("<\\/", "</"))
+    assert [trace["type"] for trace in figure["data"]] == ["scatter3d"]
+    assert figure["layout"]["annotations"][0]["text"] == "cloud </script>"
+    # only what the book renders: a plotly mime type would be an unknown-mime warning under -W
+    assert set(bundle) == {"text/html", "text/plain"} and "200 points" in bundle["text/plain"]
+
+
+def test_point_cloud_view_fetches_plotly_from_its_cdn_only_when_asked(monkeypatch):
+    from plotly.offline import get_plotlyjs_version
+
+    points = _cloud()[0]
+    url = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    assert url in show_point_clouds({"a": points}, cdn=True).html()
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert "http" not in show_point_clouds({"a": points}).html()        # the book: its own copy
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert url in show_point_clouds({"a": points}).html()               # Colab: from the CDN
+    assert "https://example.org/p.js" in show_point_clouds({"a": points}, cdn="https://example.org/p.js").html()
+
+
+def test_point_cloud_view_leaves_no_pyplot_figure_open():
+    before = plt.get_fignums()
+    show_point_clouds({"a": _cloud()[0], "b": _cloud(seed=1)})
+    assert plt.get_fignums() == before  # a notebook would show an open figure as a second output
+
+
+def test_point_cloud_view_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"non-empty dict"):
+        show_point_clouds(np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"\(5, 2\).*\(N, 3\)"):
+        point_cloud_figure({"a": np.ones((5, 2))})
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(5, 3\) like points"):
+        show_point_clouds({"a": (np.ones((5, 3)), np.ones((4, 3)))})
+
+
+def _plotly_pages():
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "_ext"))
+    try:
+        import plotly_pages
+    finally:
+        sys.path.remove(str(root / "_ext"))
+    return plotly_pages
+
+
+def test_book_extension_loads_plotly_js_on_3d_view_pages_only(tmp_path):
+    import types
+
+    extension = _plotly_pages()
+    assert extension.PLOT3D_CLASS == PLOT3D_CLASS
+    added = []
+    app = types.SimpleNamespace(add_js_file=lambda name, **kw: added.append((name, kw)), outdir=tmp_path,
+                                builder=types.SimpleNamespace(format="html"))
+    view_page = "<p>text</p>" + show_point_clouds({"a": _cloud()[0]}, cdn=False).html()
+    extension._add_script(app, "chapters/en/00_introduction", "page.html", {"body": view_page}, None)
+    extension._add_script(app, "chapters/en/01_cameras", "page.html", {"body": "<p>no view</p>"}, None)
+    assert added == [("plotly.min.js", {"loading_method": "defer"})]
+    extension._copy_script(app)
+    copied = tmp_path / "_static" / "plotly.min.js"
+    assert copied.read_bytes() == extension.plotly_js().read_bytes()
+    assert b"window.Plotly" in copied.read_bytes()[-2000:]  # the bundle defines the global the view uses

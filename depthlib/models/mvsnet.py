@@ -14,6 +14,8 @@ outputs are (B, 1, H/4, W/4), ``prob_volume`` (B, D, H/4, W/4).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -182,6 +184,7 @@ class MVSNet(nn.Module):
     ``photometric_confidence``, ``prob_volume``. During training the cost volume is built out of
     place (autograd needs every warped volume); in eval mode under ``torch.no_grad`` it is
     accumulated in place. Sizes: D, H/4 and W/4 must be divisible by 8 (the 3D U-Net).
+    ``freeze_backbone()`` trains the refinement alone (chapter 09).
     """
 
     def __init__(self, refine: bool = True, base: int = 8):
@@ -190,6 +193,26 @@ class MVSNet(nn.Module):
         self.feature = FeatureNet(base)
         self.cost_regularization = CostRegNet(self.feature.out_channels, base)
         self.refine_network = RefineNet() if refine else None
+        self.backbone_frozen = False
+
+    def freeze_backbone(self, frozen: bool = True) -> "MVSNet":
+        """Freeze (or unfreeze) everything before the refinement: FeatureNet and the 3D U-Net keep
+        their weights (no gradient) and their BN statistics (eval mode, whatever ``train()`` says),
+        and run without autograd, so a training step costs one inference of them plus the
+        refinement's forward and backward. Needs ``refine=True``. Returns the model."""
+        if frozen and self.refine_network is None:
+            raise ValueError("freeze_backbone: this MVSNet has no refinement network (refine=False) to train")
+        self.backbone_frozen = frozen
+        for module in (self.feature, self.cost_regularization):
+            module.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "MVSNet":
+        super().train(mode)
+        if self.backbone_frozen:
+            self.feature.eval()
+            self.cost_regularization.eval()
+        return self
 
     @staticmethod
     def check_inputs(imgs, proj, depth_values) -> None:
@@ -211,12 +234,13 @@ class MVSNet(nn.Module):
         self.check_inputs(imgs, proj, depth_values)
         batch, views = imgs.shape[:2]
         standardized = standardize_image(imgs)
-        feats = self.feature(standardized.flatten(0, 1)).unflatten(0, (batch, views))
-        inplace = not torch.is_grad_enabled()
-        volume = variance_cost_volume(feats[:, 0], [feats[:, v] for v in range(1, views)], proj[:, 0],
-                                      [proj[:, v] for v in range(1, views)], depth_values, inplace=inplace)
-        logits = self.cost_regularization(volume).squeeze(1)
-        prob_volume = F.softmax(logits.float(), dim=1)
+        with torch.no_grad() if self.backbone_frozen else contextlib.nullcontext():
+            feats = self.feature(standardized.flatten(0, 1)).unflatten(0, (batch, views))
+            inplace = not torch.is_grad_enabled()
+            volume = variance_cost_volume(feats[:, 0], [feats[:, v] for v in range(1, views)], proj[:, 0],
+                                          [proj[:, v] for v in range(1, views)], depth_values, inplace=inplace)
+            logits = self.cost_regularization(volume).squeeze(1)
+            prob_volume = F.softmax(logits.float(), dim=1)
         out = {"depth": depth_regression(prob_volume, depth_values.float()), "prob_volume": prob_volume}
         with torch.no_grad():
             out["photometric_confidence"] = photometric_confidence(prob_volume.detach())
@@ -296,17 +320,21 @@ def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torc
 
 @torch.no_grad()
 def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: bool = False,
-                    baseline_kwargs=None) -> dict:
+                    baseline_kwargs=None, edge_band: bool = False) -> dict:
     """Less-one / less-three accuracy and MAE (scene units) over a ``DTUMVS``-like dataset.
 
     Pooled over the valid pixels of all samples. Keys: ``less_one``, ``less_three``, ``mae`` for the
     initial depth; ``refined_less_one`` ... when the model refines; ``baseline_...`` for
     ``plane_sweep_depth`` at the same planes (K scaled to the image, cost pooled to the depth
     resolution) with ``baseline=True``. ``model=None`` evaluates the baseline alone.
+    ``edge_band=True`` adds the same three inside the band around depth discontinuities and
+    elsewhere (``depthlib.metrics.depth_edge_regions`` with its defaults): ``band_less_one``,
+    ``elsewhere_mae``, ``refined_band_less_one``, ... and ``band_share``.
     """
     from torch.utils.data import DataLoader
 
     from depthlib.geometry import scale_projection
+    from depthlib.metrics import depth_edge_regions
 
     if model is not None:
         first = next(model.parameters(), None)  # a model without parameters (a stand-in) runs on the CPU
@@ -317,7 +345,9 @@ def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: 
         device = torch.device(device or "cpu")
     sums = {}
 
-    def add(prefix, pred, gt, valid, interval):
+    def add(prefix, pred, gt, valid, interval, regions=None):
+        for name, region in (regions or {}).items():
+            add(f"{prefix}{name}_", pred, gt, valid & region, interval)
         err = (pred - gt).abs()[valid]
         per_pixel_interval = interval.reshape(-1, 1, 1, 1).expand_as(gt)[valid]
         for key, value in ((f"{prefix}less_one", (err <= per_pixel_interval).sum()),
@@ -332,11 +362,17 @@ def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: 
             depth_values, gt = batch["depth_values"].to(device), batch["depth"].to(device)
             interval = batch["depth_interval"].to(device)
             valid = batch["mask"].to(device) & torch.isfinite(gt) & (gt > 0)
+            regions = None
+            if edge_band:
+                parts = depth_edge_regions(gt, valid, interval)
+                regions = {"band": parts["outline"] | parts["depth_edge"], "elsewhere": parts["flat"]}
+                sums["band_pixels"] = sums.get("band_pixels", 0.0) + float(regions["band"].sum())
+                sums["valid_pixels"] = sums.get("valid_pixels", 0.0) + float(valid.sum())
             if model is not None:
                 out = model(imgs, proj, depth_values)
-                add("", out["depth"].float(), gt, valid, interval)
+                add("", out["depth"].float(), gt, valid, interval, regions)
                 if "refined_depth" in out:
-                    add("refined_", out["refined_depth"].float(), gt, valid, interval)
+                    add("refined_", out["refined_depth"].float(), gt, valid, interval, regions)
             if baseline:
                 scale_y, scale_x = imgs.shape[-2] / gt.shape[-2], imgs.shape[-1] / gt.shape[-1]
                 if scale_x != scale_y or scale_x != int(scale_x):
@@ -344,16 +380,19 @@ def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: 
                                      f"{tuple(gt.shape[-2:])}; the baseline needs one integer scale between them")
                 base = plane_sweep_depth(imgs, scale_projection(proj, scale_x), depth_values, pool=int(scale_x),
                                          **(baseline_kwargs or {}))
-                add("baseline_", base["depth"], gt, valid, interval)
+                add("baseline_", base["depth"], gt, valid, interval, regions)
     finally:
         if model is not None and was_training:
             model.train()
     result = {}
-    for prefix in ("", "refined_", "baseline_"):
-        n = sums.get(f"{prefix}n")
-        if n:
-            for key in ("less_one", "less_three", "mae"):
-                result[f"{prefix}{key}"] = sums[f"{prefix}{key}"] / n
+    for depth in ("", "refined_", "baseline_"):
+        for prefix in (depth, f"{depth}band_", f"{depth}elsewhere_"):
+            n = sums.get(f"{prefix}n")
+            if n:
+                for key in ("less_one", "less_three", "mae"):
+                    result[f"{prefix}{key}"] = sums[f"{prefix}{key}"] / n
+    if edge_band and sums.get("valid_pixels"):
+        result["band_share"] = sums["band_pixels"] / sums["valid_pixels"]
     if not result:
         raise ValueError("evaluate_mvsnet: no valid pixel in the dataset (or nothing to evaluate)")
     return result
