@@ -22,12 +22,6 @@ __all__ = ["main", "build_parser"]
 from depthlib import cli_args as arg
 
 
-def _default(value, *defaults):
-    """``value`` unless the option was left out (None), else the first default that is not None: 0 is a
-    value, never "the default"."""
-    return next((v for v in (value, *defaults) if v is not None), None)
-
-
 def _render(args) -> int:
     from depthlib.data import write_dtu_like, write_nyu_like
     from depthlib.profiles import get_profile
@@ -40,221 +34,22 @@ def _render(args) -> int:
                               "or pass --overwrite to write over it")
     start = time.perf_counter()
     if args.format == "nyu":
-        height, width = _default(args.size, profile.nyu_render_size)
-        out = write_nyu_like(args.out, n_train=_default(args.n_train, profile.nyu_train),
-                             n_test=_default(args.n_test, profile.nyu_test),
+        height, width = arg.first_given(args.size, profile.nyu_render_size)
+        out = write_nyu_like(args.out, n_train=arg.first_given(args.n_train, profile.nyu_train),
+                             n_test=arg.first_given(args.n_test, profile.nyu_test),
                              height=height, width=width, seed=args.seed, zip=args.zip)
     else:
-        height, width = _default(args.size, profile.mvs_size)
-        n_scans = _default(args.n_scans, profile.mvs_train_scans + profile.mvs_test_scans)
-        out = write_dtu_like(args.out, n_scans=n_scans, n_views=_default(args.n_views, profile.mvs_views_per_scan),
-                             height=height, width=width, n_lights=_default(args.n_lights, profile.mvs_lights),
+        height, width = arg.first_given(args.size, profile.mvs_size)
+        n_scans = arg.first_given(args.n_scans, profile.mvs_train_scans + profile.mvs_test_scans)
+        n_views = arg.first_given(args.n_views, profile.mvs_views_per_scan)
+        n_lights = arg.first_given(args.n_lights, profile.mvs_lights)
+        out = write_dtu_like(args.out, n_scans=n_scans, n_views=n_views, height=height, width=width, n_lights=n_lights,
                              seed=args.seed, scan_ids=range(args.first_scan, args.first_scan + n_scans))
         if args.raw_depths:  # CasMVSNet's full-resolution depth maps (train casmvsnet --data dtu:OUT)
             from depthlib.data import write_raw_depths
             write_raw_depths(out, seed=args.seed)
     print(f"wrote {args.format} set ({height}x{width}) to {out} in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _nyu_data(spec: str, profile, n_train=None, n_test=None):
-    """'synthetic' (the cached rendered set) or 'nyu:PATH' (a folder with data/ or nyu_data.zip)."""
-    from depthlib.data import nyu_synthetic
-
-    if spec == "synthetic":
-        return nyu_synthetic(profile, n_train=n_train, n_test=n_test)
-    if spec.startswith("nyu:"):
-        return spec[4:]
-    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'nyu:PATH'")
-
-
-def _train_densedepth(args) -> int:
-    from depthlib.checkpoint_io import load_model_state
-    from depthlib.data import NYUDepth
-    from depthlib.metrics import evaluate
-    from depthlib.models import DenseDepth, predict_depth
-    from depthlib.profiles import get_profile
-    from depthlib.train import DenseDepthTask, Trainer
-
-    profile = get_profile(args.profile)
-    stored, _ = args.previous
-    size = tuple(_default(args.size, stored.get("size"), profile.nyu_size))
-    encoder = _default(args.encoder, stored.get("encoder"), profile.densedepth_encoder)
-    max_depth = _default(args.max_depth, stored.get("max_depth"), 10.0)
-    metadata = {"model": "densedepth", "encoder": encoder, "size": list(size), "max_depth": max_depth,
-                "data": _data_label(args.data), "init": Path(args.init).name if args.init else None}
-    init = None
-    if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
-        from depthlib.models import load_densedepth
-
-        init = load_densedepth(args.init)
-        if init.metadata.get("encoder") != encoder:
-            raise ValueError(f"--init {args.init} holds a {init.metadata.get('encoder')!r} encoder, "
-                             f"but this run trains {encoder!r} (set --encoder to match)")
-        _check_init(args, init.metadata, metadata)
-    root = _nyu_data(args.data, profile, args.n_train, args.n_test)  # after the checks: rendering takes a while
-    train_set = NYUDepth(root, "train", size=size, augment=True)
-    test_set = NYUDepth(root, "test", size=size) if args.val else None
-    pretrained = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
-    model = DenseDepth(encoder, pretrained=pretrained)
-    if init is not None:
-        load_model_state(model, init.state_dict(), args.init)
-    config = _train_config(args, profile, lr=1e-4)
-
-    def validate(trained):
-        return evaluate(lambda images: predict_depth(trained, images, max_depth), test_set,
-                        flip_tta=False, crop=None, max_depth=max_depth)
-
-    trainer = Trainer(model, train_set, DenseDepthTask(max_depth), args.out, config,
-                      evaluate=validate if args.val else None, metadata=metadata)
-    if trainer.rank == 0:
-        print(f"DenseDepth ({encoder}) on {len(train_set)} training images of {size[0]}x{size[1]}, "
-              f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
-    return _fit(trainer, args)
-
-
-def _train_config(args, profile, lr):
-    """The options, else the resumed run's settings, else the profile's (lr: the paper's)."""
-    from depthlib.train import TrainConfig
-
-    _, stored = args.previous
-    return TrainConfig(epochs=_default(args.epochs, stored.get("epochs"), profile.epochs),
-                       batch_size=_default(args.batch_size, stored.get("batch_size"), profile.batch_size),
-                       lr=_default(args.lr, stored.get("lr"), lr),
-                       schedule=_default(args.schedule, stored.get("schedule"), "constant"), amp=args.amp,
-                       channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark,
-                       sync_bn=args.sync_bn, compile=args.compile, num_workers=profile.num_workers,
-                       seed=_default(args.seed, stored.get("seed"), 0), checkpoint_every=args.checkpoint_every,
-                       progress=not args.no_progress)
-
-
-def _previous_run(args):
-    """(metadata, config) of the run this one continues (--resume) or starts from (--init, metadata only):
-    the defaults of the options left out, so that `--resume` alone continues a run as it was started."""
-    from depthlib.checkpoint_io import read_torch_file
-
-    checkpoint = Path(args.out) / "checkpoint.pt"
-    if args.resume and checkpoint.is_file():
-        state = read_torch_file(checkpoint, mmap=True)
-        return dict(state.get("metadata") or {}), dict(state.get("config") or {})
-    if args.init:
-        from depthlib.data.download import shipped_file
-
-        state = read_torch_file(shipped_file(args.init))
-        return dict(state.get("metadata") or {}) if isinstance(state, dict) else {}, {}
-    return {}, {}
-
-
-def _check_init(args, stored: dict, current: dict) -> None:
-    """--init weights must come from the same architecture; sizes, depth range and planes must match too
-    unless --accept-changes (the data may differ: that is what fine-tuning is for)."""
-    from depthlib.checkpoint_io import run_differences
-
-    run_differences(stored, current, f"--init {args.init}", accept=args.accept_changes, ignore=("init", "data"))
-
-
-def _fit(trainer, args) -> int:
-    """Train, then say what happened: the last epoch, nothing left to train, or failed validations (exit 1)."""
-    history = trainer.fit(resume=args.resume, overwrite=args.overwrite, accept_changes=args.accept_changes)
-    if trainer.rank != 0:
-        return 0
-    if history:
-        print(f"done: {trainer.checkpoint_path}; last epoch: " +
-              ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
-    else:
-        print(f"nothing to train: {trainer.checkpoint_path} is at epoch {trainer.epoch} of --epochs "
-              f"{trainer.config.epochs} (raise --epochs to train on)")
-    if trainer.failed_validations:
-        epochs = ", ".join(str(epoch) for epoch, _ in trainer.failed_validations)
-        print(f"error: validation failed after epoch(s) {epochs}: {trainer.failed_validations[-1][1]}; the "
-              f"checkpoints are saved in {trainer.out_dir} and log.jsonl records val_error (fix the test data, "
-              "then run eval)", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _dtu_data(spec: str, profile, n_scans=None):
-    """'synthetic' (the cached rendered DTU-like set) or 'dtu:PATH' (MVSNet's DTU training layout)."""
-    from depthlib.data import dtu_synthetic
-
-    if spec == "synthetic":
-        return dtu_synthetic(profile, n_scans=n_scans)
-    if spec.startswith("dtu:"):
-        return spec[4:]
-    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
-
-
-def _data_label(spec: str) -> str:
-    """What a checkpoint records about its data: 'synthetic', or the kind and folder name (no local path)."""
-    kind, _, path = spec.partition(":")
-    return f"{kind}:{Path(path).name}" if path else spec
-
-
-def _mvs_sizes(args, profile, metadata=None):
-    """Views and planes: the options, else the checkpoint's metadata, else the profile's."""
-    metadata = metadata or {}
-    n_views = _default(args.n_views, metadata.get("n_views"), profile.n_views)
-    n_depths = _default(args.n_depths, metadata.get("n_depths"), profile.n_depths)
-    return n_views, n_depths
-
-
-def _train_mvsnet(args) -> int:
-    from depthlib.checkpoint_io import load_model_state
-    from depthlib.data import DTUMVS
-    from depthlib.models import MVSNet, evaluate_mvsnet
-    from depthlib.profiles import get_profile
-    from depthlib.train import MVSNetTask, Trainer
-
-    profile = get_profile(args.profile)
-    stored, _ = args.previous
-    n_views, n_depths = _mvs_sizes(args, profile, stored)
-    interval_scale = _default(args.interval_scale, stored.get("interval_scale"))
-    refine = not args.no_refine if args.no_refine is not None else stored.get("refine", True)
-    refine_weight = _default(args.refine_weight, stored.get("refine_weight"), 0.5)
-    frozen = _default(args.freeze_backbone, stored.get("frozen_backbone"), False)
-    metadata = {"model": "mvsnet", "refine": refine, "n_views": n_views, "n_depths": n_depths,
-                "interval_scale": interval_scale, "data": _data_label(args.data),
-                "init": Path(args.init).name if args.init else None, "refine_weight": refine_weight,
-                "frozen_backbone": frozen}
-    init = None
-    if args.init:  # fine-tune: start from these weights (a fresh optimiser and schedule)
-        from depthlib.models import load_mvsnet
-
-        init = load_mvsnet(args.init)
-        _check_init(args, init.metadata, metadata)
-    root = _dtu_data(args.data, profile, args.n_scans)  # after the checks: rendering takes a while
-    train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
-    val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale) \
-        if args.val else None
-    model = MVSNet(refine=refine)
-    if init is not None:
-        load_model_state(model, init.state_dict(), args.init)
-    if frozen:
-        if not refine or init is None or refine_weight == 0:
-            raise SystemExit("--freeze-backbone trains the refinement network alone on a trained backbone: "
-                             "it needs --init, a refinement (no --no-refine) and --refine-weight > 0")
-        model.freeze_backbone()
-    config = _train_config(args, profile, lr=1e-3)
-    trainer = Trainer(model, train_set, MVSNetTask(refine_weight), args.out, config,
-                      evaluate=(lambda trained: evaluate_mvsnet(trained, val_set)) if args.val else None,
-                      metadata=metadata)
-    if trainer.rank == 0:
-        height, width = train_set[0]["imgs"].shape[-2:]
-        print(f"MVSNet on {len(train_set)} training samples of {n_views} views at {height}x{width}, D={n_depths}, "
-              f"{config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}")
-    return _fit(trainer, args)
-
-
-def _train(args) -> int:
-    from depthlib.checkpoint_io import check_run_folder
-
-    check_run_folder(args.out, args.resume, args.overwrite)  # at once, before any data is rendered or read
-    args.previous = _previous_run(args)
-    if args.model == "casmvsnet":
-        from depthlib.cascade_cli import train_casmvsnet
-
-        return train_casmvsnet(args)
-    return (_train_mvsnet if args.model == "mvsnet" else _train_densedepth)(args)
 
 
 def _eval_mvsnet(args) -> int:
@@ -265,9 +60,9 @@ def _eval_mvsnet(args) -> int:
 
     model = load_mvsnet(args.ckpt).to(get_profile(args.profile).device)
     profile = get_profile(args.profile)
-    n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
-    interval_scale = _default(args.interval_scale, model.metadata.get("interval_scale"))
-    test_set = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
+    n_views, n_depths = arg.mvs_sizes(args, profile, model.metadata)
+    interval_scale = arg.first_given(args.interval_scale, model.metadata.get("interval_scale"))
+    test_set = DTUMVS(arg.dtu_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                       interval_scale=interval_scale)
     metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline, edge_band=args.edge_band)
     print(f"MVSNet on {len(test_set)} test samples, {n_views} views, D={n_depths}; less-one / less-three: "
@@ -281,6 +76,12 @@ def _eval_mvsnet(args) -> int:
                                                         for key in ("less_one", "less_three", "mae")}})
     print(format_table(rows))
     return 0
+
+
+def _train(args) -> int:
+    from depthlib.cli_train import train
+
+    return train(args)
 
 
 def _eval(args) -> int:
@@ -309,10 +110,10 @@ def _infer_mvsnet(args) -> int:
 
     profile = get_profile(args.profile)
     model = load_mvsnet(args.ckpt).to(profile.device)
-    n_views, n_depths = _mvs_sizes(args, profile, model.metadata)
-    interval_scale = _default(args.interval_scale, model.metadata.get("interval_scale"))
+    n_views, n_depths = arg.mvs_sizes(args, profile, model.metadata)
+    interval_scale = arg.first_given(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout: --data synthetic|dtu:PATH --scan scanN
-        dataset = DTUMVS(_dtu_data(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
+        dataset = DTUMVS(arg.dtu_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                          interval_scale=interval_scale, scans=[args.scan])
         pairs = dataset.pairs
     else:  # MVSNet's test layout: --scan DIR with images/, cams/, pair.txt
@@ -390,7 +191,7 @@ def _eval_densedepth(args) -> int:
     from depthlib.models import DenseDepth, predict_depth
     from depthlib.profiles import get_profile
     from depthlib.checkpoint_io import load_model_state, run_differences
-    from depthlib.train import load_weights
+    from depthlib.checkpoint_io import load_weights
 
     weights, metadata = load_weights(args.ckpt)
     if metadata.get("model", "densedepth") != "densedepth":
@@ -400,12 +201,12 @@ def _eval_densedepth(args) -> int:
     asked = {key: value for key, value in (("encoder", args.encoder), ("max_depth", args.max_depth)) if value is not None}
     run_differences(metadata, asked, args.ckpt)
     profile = get_profile(args.profile)
-    size = _default(args.size, metadata.get("size") and tuple(metadata["size"]), profile.nyu_size)
-    max_depth = _default(args.max_depth, metadata.get("max_depth"), 10.0)
-    model = DenseDepth(_default(args.encoder, metadata.get("encoder"), "densenet169"))
+    size = arg.first_given(args.size, metadata.get("size") and tuple(metadata["size"]), profile.nyu_size)
+    max_depth = arg.first_given(args.max_depth, metadata.get("max_depth"), 10.0)
+    model = DenseDepth(arg.first_given(args.encoder, metadata.get("encoder"), "densenet169"))
     load_model_state(model, weights, args.ckpt)
     model.to(profile.device)
-    test_set = NYUDepth(_nyu_data(args.data, profile, n_train=0, n_test=args.n_test), "test", size=size)
+    test_set = NYUDepth(arg.nyu_root(args.data, profile, n_train=0, n_test=args.n_test), "test", size=size)
     metrics = evaluate(lambda images: predict_depth(model, images, max_depth), test_set,
                        flip_tta=not args.no_flip_tta, crop=None if args.crop == "none" else args.crop,
                        max_depth=max_depth)
@@ -416,7 +217,7 @@ def _eval_densedepth(args) -> int:
 
 
 def _export(args) -> int:
-    from depthlib.train import export_weights
+    from depthlib.checkpoint_io import export_weights
 
     out = export_weights(args.ckpt, args.out, half=not args.full_precision)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

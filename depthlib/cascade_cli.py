@@ -11,6 +11,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+from depthlib.cli_args import data_label, first_given
+
 __all__ = ["stages_from_args", "train_casmvsnet", "eval_casmvsnet", "infer_casmvsnet", "add_stage_arguments"]
 
 _DTU_PLANES = 192  # the cascade's base interval: DTU's 192 planes over the depth range
@@ -64,16 +66,11 @@ def _data_root(spec, profile, n_scans):
     raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
 
 
-def _label(spec):
-    kind, _, path = spec.partition(":")
-    return f"{kind}:{Path(path).name}" if path else spec
-
-
 def _init_weights(model, path):
     """--init: a casmvsnet checkpoint (every weight) or an mvsnet one (encoder + first regulariser)."""
     from depthlib.models import load_mvsnet
     from depthlib.models.casmvsnet import init_from_mvsnet
-    from depthlib.train import load_weights
+    from depthlib.checkpoint_io import load_weights
 
     weights, metadata = load_weights(path)
     kind = metadata.get("model", "mvsnet")
@@ -86,26 +83,28 @@ def _init_weights(model, path):
 
 
 def train_casmvsnet(args) -> int:
+    """The cascade's run on ``cli_train``'s set-up: left-out options take the resumed run's settings."""
+    from depthlib.cli_train import fit_and_report, train_config
     from depthlib.data import DTUMVSFull
     from depthlib.models.casmvsnet import CasMVSNet, CasMVSNetTask, evaluate_casmvsnet
     from depthlib.profiles import get_profile
-    from depthlib.train import TrainConfig, Trainer
+    from depthlib.train import Trainer
 
     profile = get_profile(args.profile)
+    stored, _ = args.previous
     stages = stages_from_args(args)
+    n_views = first_given(args.n_views, stored.get("n_views"), profile.n_views)
+    n_depths = first_given(args.n_depths, stored.get("n_depths"), _DTU_PLANES)
+    interval_scale = first_given(args.interval_scale, stored.get("interval_scale"))
+    metadata = {"model": "casmvsnet", "stages": [vars(s).copy() for s in stages], "n_views": n_views,
+                "n_depths": n_depths, "interval_scale": interval_scale, "data": data_label(args.data),
+                "init": Path(args.init).name if args.init else None}
     root = _data_root(args.data, profile, args.n_scans)
-    n_views, n_depths = args.n_views or profile.n_views, args.n_depths or _DTU_PLANES
-    sets = {split: DTUMVSFull(root, split, n_views=n_views, n_depths=n_depths, interval_scale=args.interval_scale)
+    sets = {split: DTUMVSFull(root, split, n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
             for split in ("train", "val")}
     model = CasMVSNet(stages)
     initialised = _init_weights(model, args.init) if args.init else None
-    config = TrainConfig(epochs=args.epochs or profile.epochs, batch_size=args.batch_size or profile.batch_size,
-                         lr=1e-3 if args.lr is None else args.lr, schedule=args.schedule, amp=args.amp,
-                         channels_last=args.channels_last, compile=args.compile, num_workers=profile.num_workers,
-                         seed=0 if args.seed is None else args.seed, checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-    metadata = {"model": "casmvsnet", "stages": [vars(s).copy() for s in stages], "n_views": n_views,
-                "n_depths": n_depths, "interval_scale": args.interval_scale, "data": _label(args.data),
-                "init": Path(args.init).name if args.init else None}
+    config = train_config(args, profile, lr=1e-3)
     trainer = Trainer(model, sets["train"], CasMVSNetTask(stages), args.out, config, metadata=metadata,
                       evaluate=(lambda trained: evaluate_casmvsnet(trained, sets["val"])) if args.val else None)
     if trainer.rank == 0:
@@ -114,11 +113,7 @@ def train_casmvsnet(args) -> int:
         print(f"CasMVSNet ({planes} planes) on {len(sets['train'])} training samples of {n_views} views at "
               f"{height}x{width}, {config.epochs} epochs of {trainer.steps_per_epoch} steps, device {trainer.device}"
               + (f"; started from {initialised} of {Path(args.init).name}" if initialised else ""))
-    history = trainer.fit(resume=args.resume)
-    if trainer.rank == 0 and history:
-        print(f"done: {trainer.checkpoint_path}; last epoch: " +
-              ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if isinstance(v, float)))
-    return 0
+    return fit_and_report(trainer, args)
 
 
 def eval_casmvsnet(args) -> int:
@@ -132,8 +127,8 @@ def eval_casmvsnet(args) -> int:
     model = load_casmvsnet(args.ckpt).to(profile.device)
     mvsnet = load_mvsnet(args.mvsnet).to(profile.device) if args.mvsnet else None
     metadata = model.metadata
-    n_views = args.n_views or metadata.get("n_views") or profile.n_views
-    interval_planes = args.interval_planes or profile.n_depths
+    n_views = first_given(args.n_views, metadata.get("n_views"), profile.n_views)
+    interval_planes = first_given(args.interval_planes, profile.n_depths)
     test_set = DTUMVSFull(_data_root(args.data, profile, args.n_scans), "test", n_views=n_views,
                           n_depths=metadata.get("n_depths", _DTU_PLANES), interval_scale=metadata.get("interval_scale"))
     metrics = evaluate_casmvsnet(model, test_set, mvsnet=mvsnet, interval_planes=interval_planes)
@@ -162,9 +157,9 @@ def infer_casmvsnet(args) -> int:
 
     profile = get_profile(args.profile)
     model = load_casmvsnet(args.ckpt).to(profile.device)
-    n_views = args.n_views or model.metadata.get("n_views") or profile.n_views
+    n_views = first_given(args.n_views, model.metadata.get("n_views"), profile.n_views)
     n_depths = model.metadata.get("n_depths", _DTU_PLANES)
-    interval_scale = args.interval_scale or model.metadata.get("interval_scale")
+    interval_scale = first_given(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout (no ground truth needed)
         dataset = DTUMVS(_data_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
                          interval_scale=interval_scale, scans=[args.scan])

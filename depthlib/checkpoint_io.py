@@ -5,12 +5,15 @@ place and fsyncs the folder, so a crash leaves the old file or the complete new 
 ``read_torch_file`` loads with ``weights_only=True`` and turns every failure into one line naming
 the file; ``check_run_folder`` keeps a new run from overwriting an old one; ``run_differences``
 compares what a checkpoint was trained with against the current run; ``trim_log`` drops log
-records that a resumed run will write again.
+records that a resumed run will write again. ``load_weights`` / ``export_weights`` read and pack a
+checkpoint's model weights, and ``load_model`` rebuilds any model from them with a builder the model
+module passes in (the model modules load through here; this module imports none of them).
 """
 from __future__ import annotations
 
-__all__ = ["save_atomic", "read_torch_file", "load_model_state", "check_export_target", "check_run_folder",
-           "clean_run_folder", "run_differences", "trim_log", "ARCHITECTURE_KEYS"]
+__all__ = ["save_atomic", "read_torch_file", "load_model_state", "load_weights", "load_model", "export_weights",
+           "check_export_target", "check_run_folder",
+           "clean_run_folder", "run_differences", "trim_log", "read_log", "ARCHITECTURE_KEYS"]
 
 import json
 import os
@@ -195,3 +198,64 @@ def trim_log(path, step: int) -> int:
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(tmp, path)
     return len(lines) - len(kept)
+
+
+def load_weights(path, map_location="cpu"):
+    """(model state dict, metadata) from a training checkpoint or an exported weights file.
+
+    A missing, truncated or foreign file is an error naming the path, in one line."""
+    path = Path(path)
+    state = read_torch_file(path, map_location)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path}: expected a depthlib checkpoint or weights file (a dict with 'model')")
+    return state["model"], state.get("metadata", {})
+
+
+def export_weights(checkpoint, out, half: bool = True) -> Path:
+    """Write the model weights (fp16 with ``half``) and metadata of a checkpoint: a small file to ship.
+
+    Written through a temporary file and renamed; ``out`` may replace an earlier export, never the
+    checkpoint itself, another training checkpoint or any other file (ValueError / FileExistsError)."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_export_target(out, checkpoint)
+    weights, metadata = load_weights(checkpoint)
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    return save_atomic({"model": weights, "metadata": metadata}, out)
+
+
+def load_model(path, kind: str, build, map_location="cpu", default_kind=None):
+    """A ``kind`` model rebuilt from a training checkpoint or exported weights, in eval mode.
+
+    ``build(metadata)`` returns the untrained network the file's metadata describes; the weights
+    (fp16 in exported files) load as fp32 with every key checked, and the metadata stays on
+    ``model.metadata``. ``path`` may name a file shipped in the repository's ``data/``. A file of
+    another model is a ValueError naming both (``default_kind``: what a file without a ``model``
+    entry holds, for files written before the entry existed)."""
+    from depthlib.data.download import shipped_file
+
+    weights, metadata = load_weights(shipped_file(path), map_location)
+    found = metadata.get("model", default_kind)
+    if found != kind:
+        raise ValueError(f"{path} holds a {found!r} model, expected {kind!r}")
+    model = build(metadata)
+    load_model_state(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, path)
+    model.metadata = metadata
+    return model.eval()
+
+
+def read_log(path) -> list:
+    """The records of a ``log.jsonl`` (a folder or the file itself); a bad line names the file and line."""
+    path = Path(path)
+    path = path / "log.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training log")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not a JSON record ({error.msg}); a line cut off by a kill? "
+                                 "Resuming the run removes it") from None
+    return records

@@ -13,7 +13,8 @@ Example:
 from __future__ import annotations
 
 __all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real", "fraction",
-           "size", "size32", "local_file", "weights_file", "pretrained"]
+           "size", "size32", "local_file", "weights_file", "pretrained",
+           "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes"]
 
 import argparse
 import math
@@ -93,3 +94,45 @@ def weights_file(text: str) -> str:
 def pretrained(text: str) -> str:
     """argparse type: "none", "imagenet" or a local weights file."""
     return text if text in ("none", "imagenet") else local_file(text)
+
+
+def first_given(value, *defaults):
+    """``value`` unless the option was left out (None), else the first default that is not None: 0 is a
+    value, never "the default"."""
+    return next((v for v in (value, *defaults) if v is not None), None)
+
+
+def nyu_root(spec: str, profile, n_train=None, n_test=None):
+    """'synthetic' (the cached rendered set) or 'nyu:PATH' (a folder with data/ or nyu_data.zip)."""
+    from depthlib.data import nyu_synthetic
+
+    if spec == "synthetic":
+        return nyu_synthetic(profile, n_train=n_train, n_test=n_test)
+    if spec.startswith("nyu:"):
+        return spec[4:]
+    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'nyu:PATH'")
+
+
+def dtu_root(spec: str, profile, n_scans=None):
+    """'synthetic' (the cached rendered DTU-like set) or 'dtu:PATH' (MVSNet's DTU training layout)."""
+    from depthlib.data import dtu_synthetic
+
+    if spec == "synthetic":
+        return dtu_synthetic(profile, n_scans=n_scans)
+    if spec.startswith("dtu:"):
+        return spec[4:]
+    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
+
+
+def data_label(spec: str) -> str:
+    """What a checkpoint records about its data: 'synthetic', or the kind and folder name (no local path)."""
+    kind, _, path = spec.partition(":")
+    return f"{kind}:{Path(path).name}" if path else spec
+
+
+def mvs_sizes(args, profile, metadata=None):
+    """Views and planes: the options, else the checkpoint's metadata, else the profile's."""
+    metadata = metadata or {}
+    n_views = first_given(args.n_views, metadata.get("n_views"), profile.n_views)
+    n_depths = first_given(args.n_depths, metadata.get("n_depths"), profile.n_depths)
+    return n_views, n_depths

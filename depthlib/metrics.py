@@ -1,8 +1,10 @@
-"""Depth accuracy metrics, depth-edge regions, the Eigen crop and flip-TTA evaluation (chapters 06 and 09)."""
+"""Depth accuracy metrics: the Eigen metrics, MVSNet's interval metrics, depth-edge regions, the Eigen crop
+(chapters 06 and 09); ``depthlib.evaluation`` runs them over whole datasets."""
 from __future__ import annotations
 
 __all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "EDGE_REGIONS",
-           "depth_edge_regions", "edge_band_metrics", "eigen_crop", "evaluate"]
+           "depth_edge_regions", "edge_band_metrics", "eigen_crop", "evaluate", "evaluate_mvsnet", "interval_sums", "PooledIntervalMetrics",
+           "metric_sums", "metrics_from_sums", "valid_depth"]
 
 import math
 
@@ -20,7 +22,7 @@ METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse
 MIN_PRED = 1e-6  # metres
 
 
-def _valid_depth(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
+def valid_depth(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
     """Bool mask of valid pixels (shape of gt); ValueError on mismatched shapes."""
     if pred.shape != gt.shape:
         raise ValueError(f"pred has shape {tuple(pred.shape)} and gt {tuple(gt.shape)}, expected the same shape")
@@ -36,7 +38,7 @@ def _sum_dtype(device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "mps" else torch.float64  # MPS has no float64
 
 
-def _metric_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def metric_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """The nine sums behind the Eigen metrics over the valid pixels: count, three delta counts,
     sum |e|/gt, sum e^2/gt, sum e^2, sum (log pred - log gt)^2, sum |log10 pred - log10 gt| (e = pred - gt)."""
     dtype = _sum_dtype(gt.device)
@@ -51,8 +53,8 @@ def _metric_sums(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> t
         ((torch.log(pred) - torch.log(gt)) ** 2).sum(), (torch.log10(pred) - torch.log10(gt)).abs().sum()])
 
 
-def _metrics_from_sums(sums) -> dict:
-    """Turn ``_metric_sums`` (summed over any number of batches) into the eight metrics."""
+def metrics_from_sums(sums) -> dict:
+    """Turn ``metric_sums`` (summed over any number of batches) into the eight metrics."""
     count, d1, d2, d3, abs_rel, sq_rel, squared, squared_log, log10 = [float(s) for s in sums]
     if count == 0:
         raise ValueError("no valid pixel (mask & finite gt > 0 is empty): metrics are undefined")
@@ -70,31 +72,67 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> dict:
     (ln pred - ln gt)^2); log10 = mean |log10 pred - log10 gt|. Returns Python floats keyed by
     ``METRIC_NAMES``; ValueError if no pixel is valid.
     """
-    return _metrics_from_sums(_metric_sums(pred, gt, _valid_depth(pred, gt, mask)))
+    return metrics_from_sums(metric_sums(pred, gt, valid_depth(pred, gt, mask)))
+
+
+def interval_sums(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, ks=(1, 3)) -> dict:
+    """The sums behind MVSNet's metrics over the valid pixels, to add over batches and divide by ``n``:
+    ``n`` (valid pixels), ``less_{k}`` (pixels with |pred - gt| <= k * depth_interval, for each k in
+    ``ks``) and ``abs_error`` (sum of |pred - gt|, float64). Shapes and units as ``less_k_interval``."""
+    valid = valid_depth(pred, gt, mask)
+    interval = per_sample_scalar(depth_interval, gt, "depth_interval").expand_as(gt)[valid]
+    dtype = _sum_dtype(gt.device)
+    error = (pred[valid].to(dtype) - gt[valid].to(dtype)).abs()
+    sums = {"n": float(valid.sum()), "abs_error": float(error.sum())}
+    sums.update({f"less_{k}": float((error <= k * interval).sum()) for k in ks})
+    return sums
 
 
 def less_k_interval(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval, k: float) -> float:
-    """Fraction of valid pixels with |pred - gt| / depth_interval <= k (MVSNet's less-one / less-three).
+    """Fraction of valid pixels with |pred - gt| <= k * depth_interval (MVSNet's less-one / less-three).
 
-    pred, gt: (B, ...) in one depth unit (mm for DTU), depth_interval in the same; mask: bool broadcastable to gt, or None; depth_interval: a positive
-    number or (B,) tensor (per-sample plane spacing, metres); k: e.g. 1 or 3.
+    pred, gt: (B, ...) in one depth unit (mm for DTU); mask: bool broadcastable to gt, or None;
+    depth_interval: a positive number or (B,) tensor (per-sample plane spacing, gt's unit); k: e.g. 1 or 3.
     """
-    valid = _valid_depth(pred, gt, mask)
-    if not valid.any():
+    sums = interval_sums(pred, gt, mask, depth_interval, ks=(k,))
+    if not sums["n"]:
         raise ValueError("less_k_interval: no valid pixel (mask & finite gt > 0 is empty)")
-    interval = per_sample_scalar(depth_interval, gt, "depth_interval")
-    within = (pred - gt).abs() / interval <= k
-    return float((within & valid).sum() / valid.sum())
+    return sums[f"less_{k}"] / sums["n"]
 
 
 def mean_absolute_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> float:
     """Mean |pred - gt| over valid pixels, in the depth maps' unit (mm for DTU; MVSNet's depth error).
     Shapes as ``depth_metrics``."""
-    valid = _valid_depth(pred, gt, mask)
-    if not valid.any():
+    sums = interval_sums(pred, gt, mask, 1.0, ks=())
+    if not sums["n"]:
         raise ValueError("mean_absolute_error: no valid pixel (mask & finite gt > 0 is empty)")
-    dtype = _sum_dtype(gt.device)
-    return float((pred[valid].to(dtype) - gt[valid].to(dtype)).abs().mean())
+    return sums["abs_error"] / sums["n"]
+
+
+class PooledIntervalMetrics:
+    """MVSNet's less-one, less-three and MAE pooled over every valid pixel of many batches, for several
+    depth maps at once (``prefix`` names each: "" for the initial depth, "refined_", "band_", ...).
+
+    ``add(prefix, pred, gt, mask, depth_interval)`` per batch; ``result()`` gives
+    ``{prefix + "less_one" | "less_three" | "mae": value}`` for every prefix that saw a valid pixel.
+    """
+
+    def __init__(self):
+        self.sums = {}
+
+    def add(self, prefix: str, pred, gt, mask, depth_interval) -> None:
+        for key, value in interval_sums(pred.float(), gt, mask, depth_interval).items():
+            self.sums[prefix + key] = self.sums.get(prefix + key, 0.0) + value
+
+    def result(self) -> dict:
+        out = {}
+        for key, n in self.sums.items():
+            if key.endswith("n") and key[:-1] + "abs_error" in self.sums and n:
+                prefix = key[:-1]
+                out.update({prefix + "less_one": self.sums[prefix + "less_1"] / n,
+                            prefix + "less_three": self.sums[prefix + "less_3"] / n,
+                            prefix + "mae": self.sums[prefix + "abs_error"] / n})
+        return out
 
 
 EDGE_REGIONS = ("outline", "depth_edge", "flat")
@@ -125,9 +163,9 @@ def depth_edge_regions(gt: torch.Tensor, mask=None, depth_interval=1.0, threshol
     if int(radius) != radius or radius < 1 or not threshold > 0:
         raise ValueError(f"radius={radius}, threshold={threshold}: expected an integer radius >= 1 "
                          "and a positive threshold (in depth intervals)")
-    valid = _valid(gt, gt, mask)
+    valid = valid_depth(gt, gt, mask)
     depth, valid4 = gt.reshape(-1, 1, *gt.shape[-2:]), valid.reshape(-1, 1, *gt.shape[-2:])
-    interval = _per_sample(depth_interval, depth, "depth_interval")
+    interval = per_sample_scalar(depth_interval, depth, "depth_interval")
     window = dict(kernel_size=2 * radius + 1, stride=1, padding=radius)  # max_pool2d pads with -inf
     hidden = torch.full_like(depth, -math.inf)
     span = (F.max_pool2d(torch.where(valid4, depth, hidden), **window)
@@ -229,8 +267,73 @@ def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, cr
                 valid = torch.ones_like(gt, dtype=torch.bool) if "mask" not in batch else batch["mask"].to(gt.device)
                 if crop == "eigen":
                     valid = valid & eigen_crop(*gt.shape[-2:], device=gt.device)
-                sums += _metric_sums(pred.clamp(min_depth, max_depth), gt, _valid_depth(pred, gt, valid)).cpu().double()
+                sums += metric_sums(pred.clamp(min_depth, max_depth), gt, valid_depth(pred, gt, valid)).cpu().double()
     finally:
         if was_training:
             module.train()
-    return _metrics_from_sums(sums)
+    return metrics_from_sums(sums)
+
+
+@torch.no_grad()
+def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: bool = False,
+                    baseline_kwargs=None, edge_band: bool = False) -> dict:
+    """Less-one / less-three accuracy and MAE (scene units) over a ``DTUMVS``-like dataset (chapters 08, 09).
+
+    Pooled over the valid pixels of all samples. Keys: ``less_one``, ``less_three``, ``mae`` for the
+    initial depth; ``refined_less_one`` ... when the model refines; ``baseline_...`` for
+    ``plane_sweep_depth`` at the same planes (K scaled to the image, cost pooled to the depth
+    resolution) with ``baseline=True``. ``model=None`` evaluates the baseline alone.
+    ``edge_band=True`` adds the same three inside the band around depth discontinuities and
+    elsewhere (``depth_edge_regions`` with its defaults): ``band_less_one``, ``elsewhere_mae``,
+    ``refined_band_less_one``, ... and ``band_share``.
+    """
+    from depthlib.geometry import scale_projection
+    from depthlib.models.mvsnet import plane_sweep_depth  # the classical baseline of chapter 07
+
+    if model is not None:
+        first = next(model.parameters(), None)  # a model without parameters (a stand-in) runs on the CPU
+        device = torch.device(device) if device else first.device if first is not None else torch.device("cpu")
+        was_training = model.training
+        model.eval()
+    else:
+        device = torch.device(device or "cpu")
+    pooled, pixels = PooledIntervalMetrics(), {"band": 0.0, "valid": 0.0}
+
+    def add(prefix, pred, gt, valid, interval, regions):
+        pooled.add(prefix, pred, gt, valid, interval)
+        for name, region in regions.items():
+            pooled.add(f"{prefix}{name}_", pred, gt, valid & region, interval)
+
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            imgs, proj = batch["imgs"].to(device), batch["proj_matrices"].to(device)
+            depth_values, gt = batch["depth_values"].to(device), batch["depth"].to(device)
+            interval, valid = batch["depth_interval"].to(device), batch["mask"].to(device).bool()
+            regions = {}
+            if edge_band:
+                parts = depth_edge_regions(gt, valid, interval)
+                regions = {"band": parts["outline"] | parts["depth_edge"], "elsewhere": parts["flat"]}
+                pixels["band"] += float(regions["band"].sum())
+                pixels["valid"] += float((valid & torch.isfinite(gt) & (gt > 0)).sum())
+            if model is not None:
+                out = model(imgs, proj, depth_values)
+                add("", out["depth"], gt, valid, interval, regions)
+                if "refined_depth" in out:
+                    add("refined_", out["refined_depth"], gt, valid, interval, regions)
+            if baseline:
+                scale_y, scale_x = imgs.shape[-2] / gt.shape[-2], imgs.shape[-1] / gt.shape[-1]
+                if scale_x != scale_y or scale_x != int(scale_x):
+                    raise ValueError(f"evaluate_mvsnet: images {tuple(imgs.shape[-2:])} and depth maps "
+                                     f"{tuple(gt.shape[-2:])}; the baseline needs one integer scale between them")
+                base = plane_sweep_depth(imgs, scale_projection(proj, scale_x), depth_values, pool=int(scale_x),
+                                         **(baseline_kwargs or {}))
+                add("baseline_", base["depth"], gt, valid, interval, regions)
+    finally:
+        if model is not None and was_training:
+            model.train()
+    result = pooled.result()
+    if not result:
+        raise ValueError("evaluate_mvsnet: no valid pixel in the dataset (or nothing to evaluate)")
+    if edge_band and pixels["valid"]:
+        result["band_share"] = pixels["band"] / pixels["valid"]
+    return result

@@ -29,9 +29,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.std import tqdm as tqdm_std
 
-from depthlib.checkpoint_io import (check_export_target, check_run_folder, clean_run_folder, read_torch_file,
-                                    run_differences, save_atomic, trim_log)
+from depthlib.checkpoint_io import (check_run_folder, clean_run_folder, export_weights, load_weights,
+                                    read_log, read_torch_file, run_differences, save_atomic, trim_log)
 
+from depthlib.runtime import (PROGRESS_ENV, distributed_context, main_thread, native_bf16, progress_bar, rng_state,
+                              set_rng_state, to_channels_last, training_device)
+from depthlib.tasks import DenseDepthTask, MVSNetTask
+from depthlib.viz import plot_log
+
+# the Trainer and its configuration live here; the rest is re-exported so that ``depthlib.train``
+# stays the one import of chapters 05 and 08
 __all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
            "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16", "to_channels_last"]
 
@@ -105,69 +112,6 @@ class _SeededSamples(Dataset):
             return self.dataset[index]
 
 
-PROGRESS_ENV = "DEPTHLIB_PROGRESS"
-
-
-def progress_bar(**kwargs):
-    """The Trainer's tqdm bar; ``$DEPTHLIB_PROGRESS`` picks the kind.
-
-    "auto" (default): ``tqdm.auto``, a widget in Jupyter and Colab, text in a terminal. "line": no
-    bar while training, then the bar's final state as one line on stdout when it closes, for
-    notebooks executed without a browser whose outputs are kept (``make book`` sets it: a widget
-    shows nothing without a live kernel, and a text bar's carriage-return updates would each become
-    a line of the page). "off": no bar. Anything else is an error.
-    """
-    kind = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
-    if kind not in ("auto", "line", "off"):
-        raise ValueError(f"${PROGRESS_ENV}={kind!r}: expected 'auto', 'line' or 'off'")
-    if kind == "off":
-        kwargs["disable"] = True
-    if kind == "line":
-        return _FinalLineBar(**kwargs)
-    from tqdm.auto import tqdm
-    return tqdm(dynamic_ncols=True, **kwargs)
-
-
-class _FinalLineBar(tqdm_std):
-    """A tqdm bar that draws nothing while it runs and prints its final state once, on stdout."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("ascii", False)  # block characters: the page is UTF-8 whatever the sink says
-        super().__init__(file=io.StringIO(), ncols=100, **kwargs)
-
-    def close(self):
-        closing = not self.disable  # tqdm.close disables the bar: a second close prints nothing
-        super().close()
-        if closing:
-            print(self, flush=True)
-
-
-def distributed_context():
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when not distributed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _rng_state():
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    np_state = np.random.get_state()
-    state["numpy"] = (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state):
-    """Restore ``_rng_state()``; every state must be a CPU tensor (as ``torch.load(map_location="cpu")``
-    gives them), since the generators' setters take CPU byte tensors whatever the device."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     """Train ``model`` on ``train_set`` with ``task.loss(model, batch) -> dict`` (``"total"`` is optimised).
 
@@ -189,7 +133,7 @@ class Trainer:
         self.metadata = dict(metadata or {})  # saved with every checkpoint: what model this is, its sizes
         self.out_dir = Path(out_dir)
         self.rank, self.world_size, local_rank = distributed_context()
-        self.device = _training_device(config.device, local_rank, self.world_size)
+        self.device = training_device(config.device, local_rank, self.world_size)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # NCCL and the default CUDA stream use this GPU, not GPU 0
         if self.world_size > 1 and not dist.is_initialized():
@@ -234,7 +178,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
-                "rng": _rng_state(), "config": dataclasses.asdict(self.config), "metadata": self.metadata}
+                "rng": rng_state(), "config": dataclasses.asdict(self.config), "metadata": self.metadata}
 
     def save_checkpoint(self, path=None) -> Optional[Path]:
         """Write the full training state atomically (temp file + rename); rank 0 only."""
@@ -259,7 +203,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
-        _set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
+        set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
 
     # ------------------------------------------------------------------ training
     def _amp_dtype(self):
@@ -345,7 +289,7 @@ class Trainer:
             self._apply_changes(changes)
             if self.rank == 0:
                 trim_log(self.out_dir / "log.jsonl", self.step)
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main_thread() else None
         try:
             return self._fit(stop_after)
         finally:
@@ -461,169 +405,3 @@ class Trainer:
 _KEEP_ON_RESUME = ("init",)  # metadata a resume keeps from the checkpoint: where the run started
 
 
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Put every 4-D parameter (2D convolutions) in ``channels_last`` and every 5-D one (3D
-    convolutions, MVSNet's cost regulariser) in ``channels_last_3d``, in place; returns ``model``.
-    (``model.to(memory_format=torch.channels_last)`` refuses models with 3D convolutions.)"""
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    for param in model.parameters():
-        if param.dim() in formats:
-            param.data = param.data.contiguous(memory_format=formats[param.dim()])
-    return model
-
-
-def native_bf16(device=None) -> bool:
-    """True where the CUDA GPU computes in bf16 natively (compute capability 8.0+: A100, H100, RTX 30xx).
-
-    ``torch.cuda.is_bf16_supported()`` also says True on a T4 (7.5), which only emulates bf16, slowly:
-    AMP there must be fp16 with a GradScaler. False without CUDA.
-    """
-    if not torch.cuda.is_available():
-        return False
-    device = torch.device("cuda" if device is None else device)
-    if device.type != "cuda":
-        return False
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # PyTorch < 2.3 has no including_emulation; it did not count emulation then
-        return torch.cuda.get_device_capability(device)[0] >= 8 and torch.cuda.is_bf16_supported()
-
-
-def _training_device(requested: Optional[str], local_rank: int, world_size: int) -> torch.device:
-    """The device a Trainer process runs on: ``requested``, where plain "cuda" (or None with CUDA
-    available) means this process's own GPU, ``cuda:LOCAL_RANK``."""
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
-    return device
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
-def _valid_depth_pixels(batch) -> torch.Tensor:
-    depth = batch["depth"]
-    return (batch["mask"].bool() & torch.isfinite(depth) & (depth > 0)).flatten(1).sum(1)
-
-
-class DenseDepthTask:
-    """DenseDepth's objective: the network predicts ``max_depth / depth`` at half resolution; the
-    target depth is resized (nearest) to that size, normalised the same way, and compared with
-    ``densedepth_loss`` over valid pixels."""
-
-    def __init__(self, max_depth: float = 10.0, theta: float = 0.1):
-        for name, value in (("max_depth", max_depth), ("theta", theta)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"DenseDepthTask: {name}={value!r}, expected a finite positive number")
-        self.max_depth, self.theta = max_depth, theta
-
-    @staticmethod
-    def valid_pixels(batch) -> torch.Tensor:
-        """(B,) valid target pixels per sample: mask, finite depth > 0 (what the loss averages over)."""
-        return _valid_depth_pixels(batch)
-
-    def loss(self, model, batch) -> dict:
-        from depthlib.losses import densedepth_loss, depth_norm
-
-        pred = model(batch["image"])
-        depth = F.interpolate(batch["depth"], size=pred.shape[-2:], mode="nearest")
-        mask = F.interpolate(batch["mask"].float(), size=pred.shape[-2:], mode="nearest") > 0.5
-        target = depth_norm(depth, self.max_depth)
-        return densedepth_loss(pred.float(), target, theta=self.theta, data_range=100.0, mask=mask)
-
-
-class MVSNetTask:
-    """MVSNet's objective: ``mvsnet_loss`` (masked mean |gt - est| / depth_interval) of the initial
-    depth, averaged with that of the refined depth when the model refines (as the TensorFlow
-    original); ``initial`` and ``refined`` are logged as well.
-
-    ``refine_weight`` w weighs the two: total = (1 - w) initial + w refined (default 0.5, the
-    original's average; 1 trains on the refined depth alone, as with a frozen backbone, chapter 09).
-    """
-
-    def __init__(self, refine_weight: float = 0.5):
-        if not 0.0 <= refine_weight <= 1.0:
-            raise ValueError(f"MVSNetTask: refine_weight={refine_weight}, expected a weight in [0, 1]")
-        self.refine_weight = refine_weight
-
-    valid_pixels = staticmethod(_valid_depth_pixels)  # as DenseDepthTask: mask, finite depth > 0
-
-    def loss(self, model, batch) -> dict:
-        from depthlib.losses import mvsnet_loss
-
-        out = model(batch["imgs"], batch["proj_matrices"], batch["depth_values"])
-        gt, mask, interval = batch["depth"], batch["mask"], batch["depth_interval"]
-        losses = {"initial": mvsnet_loss(out["depth"].float(), gt, mask, interval)}
-        if "refined_depth" in out:
-            losses["refined"] = mvsnet_loss(out["refined_depth"].float(), gt, mask, interval)
-            weight = self.refine_weight
-            losses["total"] = (1.0 - weight) * losses["initial"] + weight * losses["refined"]
-        else:
-            losses["total"] = losses["initial"]
-        return losses
-
-
-def load_weights(path, map_location="cpu"):
-    """(model state dict, metadata) from a training checkpoint or an exported weights file.
-
-    A missing, truncated or foreign file is an error naming the path, in one line."""
-    path = Path(path)
-    state = read_torch_file(path, map_location)
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path}: expected a depthlib checkpoint or weights file (a dict with 'model')")
-    return state["model"], state.get("metadata", {})
-
-
-def export_weights(checkpoint, out, half: bool = True) -> Path:
-    """Write the model weights (fp16 with ``half``) and metadata of a checkpoint: a small file to ship.
-
-    Written through a temporary file and renamed; ``out`` may replace an earlier export, never the
-    checkpoint itself, another training checkpoint or any other file (ValueError / FileExistsError)."""
-    checkpoint, out = Path(checkpoint), Path(out)
-    check_export_target(out, checkpoint)
-    weights, metadata = load_weights(checkpoint)
-    if half:
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    return save_atomic({"model": weights, "metadata": metadata}, out)
-
-
-def read_log(path) -> list:
-    """The records of a ``log.jsonl`` (a folder or the file itself); a bad line names the file and line."""
-    path = Path(path)
-    path = path / "log.jsonl" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no training log")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not a JSON record ({error.msg}); a line cut off by a kill? "
-                                 "Resuming the run removes it") from None
-    return records
-
-
-def plot_log(path_or_records, keys=("total",), ax=None):
-    """Loss curves from a training log: each key per logged step, with epoch means as dots."""
-    import matplotlib.pyplot as plt
-
-    records = read_log(path_or_records) if isinstance(path_or_records, (str, Path)) else list(path_or_records)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    for key in keys:
-        steps = [(r["step"], r[key]) for r in records if key in r]
-        if steps:
-            ax.plot(*zip(*steps), label=key)
-        epochs = [(r["step"], r[f"train_{key}"]) for r in records if f"train_{key}" in r]
-        if epochs:
-            ax.plot(*zip(*epochs), "o", color=ax.lines[-1].get_color() if steps else None,
-                    label=f"{key} (epoch mean)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    return ax

@@ -12,7 +12,8 @@ import torch.nn as nn
 from depthlib.data.scenes import object_scan
 from depthlib.geometry import plane_sweep_volume, projection_matrix, scale_intrinsics
 from depthlib.losses import mvsnet_loss
-from depthlib.models.mvsnet import (CostRegNet, FeatureNet, MVSNet, RefineNet, depth_regression, evaluate_mvsnet,
+from depthlib.metrics import evaluate_mvsnet
+from depthlib.models.mvsnet import (CostRegNet, FeatureNet, MVSNet, RefineNet, depth_regression,
                                     photometric_confidence, plane_sweep_depth, standardize_image,
                                     variance_cost_volume)
 

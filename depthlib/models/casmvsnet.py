@@ -27,7 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from depthlib.checkpoint_io import load_model
 from depthlib.geometry import scale_projection
+from depthlib.metrics import PooledIntervalMetrics
 from depthlib.models.mvsnet import (CostRegNet, FeatureNet, depth_regression, photometric_confidence, standardize_image,
                                     variance_cost_volume)
 
@@ -322,15 +324,7 @@ def evaluate_casmvsnet(model, dataset, batch_size: int = 2, device=None, mvsnet=
     mvsnet_planes = None
     if mvsnet is not None:
         mvsnet_planes = getattr(mvsnet, "metadata", {}).get("n_depths") or interval_planes or 32
-    sums = {}
-
-    def add(prefix, pred, gt, valid, interval):
-        err = (pred.float() - gt).abs()[valid]
-        step = interval.reshape(-1, 1, 1, 1).expand_as(gt)[valid]
-        for key, value in ((f"{prefix}less_one", (err <= step).sum()), (f"{prefix}less_three", (err <= 3 * step).sum()),
-                           (f"{prefix}mae", err.double().sum()), (f"{prefix}n", valid.sum())):
-            sums[key] = sums.get(key, 0.0) + float(value)
-
+    pooled = PooledIntervalMetrics()
     try:
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             imgs, proj = batch["imgs"].to(device), batch["proj_matrices"].to(device)
@@ -342,24 +336,21 @@ def evaluate_casmvsnet(model, dataset, batch_size: int = 2, device=None, mvsnet=
                 interval = (depth_values[:, -1] - depth_values[:, 0]) / (interval_planes - 1)
             if model is not None:
                 out = model(imgs, proj, depth_values)
-                add("", _upsample(out["depth"], gt.shape[-2:]), gt, valid, interval)
+                pooled.add("", _upsample(out["depth"], gt.shape[-2:]), gt, valid, interval)
                 for index, (stage, stage_out) in enumerate(zip(model.stages, out["stages"]), start=1):
                     name = _MAP_NAMES[stage.scale]
                     stage_gt = batch[f"depth_{name}"].to(device)
                     stage_valid = batch[f"mask_{name}"].to(device) & torch.isfinite(stage_gt) & (stage_gt > 0)
-                    add(f"stage{index}_", stage_out["depth"], stage_gt, stage_valid, interval)
+                    pooled.add(f"stage{index}_", stage_out["depth"], stage_gt, stage_valid, interval)
             if mvsnet is not None:
                 steps = torch.linspace(0, 1, mvsnet_planes, device=device)
                 planes = depth_values[:, :1] + (depth_values[:, -1:] - depth_values[:, :1]) * steps
                 out = mvsnet(imgs, proj, planes)
-                add("mvsnet_", _upsample(out.get("refined_depth", out["depth"]), gt.shape[-2:]), gt, valid, interval)
+                pooled.add("mvsnet_", _upsample(out.get("refined_depth", out["depth"]), gt.shape[-2:]), gt, valid, interval)
     finally:
         for net, mode in zip(nets, modes):
             net.train(mode)
-    n_stages = len(model.stages) if model is not None else 0
-    prefixes = [""] + [f"stage{i}_" for i in range(1, n_stages + 1)] + ["mvsnet_"]
-    result = {f"{prefix}{key}": sums[f"{prefix}{key}"] / sums[f"{prefix}n"] for prefix in prefixes
-              if sums.get(f"{prefix}n") for key in ("less_one", "less_three", "mae")}
+    result = pooled.result()
     if not result:
         raise ValueError("evaluate_casmvsnet: no valid pixel in the dataset (or nothing to evaluate)")
     return result
@@ -368,13 +359,7 @@ def evaluate_casmvsnet(model, dataset, batch_size: int = 2, device=None, mvsnet=
 def load_casmvsnet(path, map_location="cpu") -> CasMVSNet:
     """A CasMVSNet rebuilt from a training checkpoint or exported weights (stages from the file's
     metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
-    from depthlib.data.download import shipped_file
-    from depthlib.train import load_weights
+    def build(metadata):
+        return CasMVSNet(stages=metadata["stages"], base=metadata.get("base", 8))
 
-    weights, metadata = load_weights(shipped_file(path), map_location)
-    if metadata.get("model") != "casmvsnet":
-        raise ValueError(f"{path} holds a {metadata.get('model')!r} model, expected 'casmvsnet'")
-    model = CasMVSNet(stages=metadata["stages"], base=metadata.get("base", 8))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
-    model.metadata = metadata
-    return model.eval()
+    return load_model(path, "casmvsnet", build, map_location)

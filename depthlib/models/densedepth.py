@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from depthlib.checkpoint_io import load_model
+
 # Alhashim & Wonka 2018, "High Quality Monocular Depth Estimation via Transfer Learning".
 # Input: RGB in [0, 1]; the model normalises with the ImageNet mean / std itself (the statistics
 # its pretrained encoder was trained on). Output: (B, 1, ceil(H/2), ceil(W/2)) in the depth_norm
@@ -222,17 +224,10 @@ class DenseDepth(nn.Module):
 def load_densedepth(path, map_location="cpu") -> DenseDepth:
     """A DenseDepth rebuilt from a training checkpoint or exported weights (its encoder is in the
     file's metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
-    from depthlib.data.download import shipped_file
-    from depthlib.checkpoint_io import load_model_state
-    from depthlib.train import load_weights
+    def build(metadata):
+        return DenseDepth(metadata.get("encoder", "densenet169"))
 
-    weights, metadata = load_weights(shipped_file(path), map_location)
-    if metadata.get("model", "densedepth") != "densedepth":
-        raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'densedepth'")
-    model = DenseDepth(metadata.get("encoder", "densenet169"))
-    load_model_state(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, path)
-    model.metadata = metadata
-    return model.eval()
+    return load_model(path, "densedepth", build, map_location, default_kind="densedepth")
 
 
 def densedepth169(pretrained=False) -> DenseDepth:

@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from depthlib.checkpoint_io import load_model
 from depthlib.geometry import homography_warp
 
 __all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "variance_cost_volume", "depth_regression",
-           "photometric_confidence", "standardize_image", "plane_sweep_depth", "evaluate_mvsnet", "load_mvsnet"]
+           "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet"]
 
 
 def _conv_bn_relu(cin, cout, kernel=3, stride=1, dims=2):
@@ -316,99 +317,10 @@ def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torc
             "soft_depth": depth_regression(prob, depth_values)}
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: bool = False,
-                    baseline_kwargs=None, edge_band: bool = False) -> dict:
-    """Less-one / less-three accuracy and MAE (scene units) over a ``DTUMVS``-like dataset.
-
-    Pooled over the valid pixels of all samples. Keys: ``less_one``, ``less_three``, ``mae`` for the
-    initial depth; ``refined_less_one`` ... when the model refines; ``baseline_...`` for
-    ``plane_sweep_depth`` at the same planes (K scaled to the image, cost pooled to the depth
-    resolution) with ``baseline=True``. ``model=None`` evaluates the baseline alone.
-    ``edge_band=True`` adds the same three inside the band around depth discontinuities and
-    elsewhere (``depthlib.metrics.depth_edge_regions`` with its defaults): ``band_less_one``,
-    ``elsewhere_mae``, ``refined_band_less_one``, ... and ``band_share``.
-    """
-    from torch.utils.data import DataLoader
-
-    from depthlib.geometry import scale_projection
-    from depthlib.metrics import depth_edge_regions
-
-    if model is not None:
-        first = next(model.parameters(), None)  # a model without parameters (a stand-in) runs on the CPU
-        device = torch.device(device) if device else first.device if first is not None else torch.device("cpu")
-        was_training = model.training
-        model.eval()
-    else:
-        device = torch.device(device or "cpu")
-    sums = {}
-
-    def add(prefix, pred, gt, valid, interval, regions=None):
-        for name, region in (regions or {}).items():
-            add(f"{prefix}{name}_", pred, gt, valid & region, interval)
-        err = (pred - gt).abs()[valid]
-        per_pixel_interval = interval.reshape(-1, 1, 1, 1).expand_as(gt)[valid]
-        for key, value in ((f"{prefix}less_one", (err <= per_pixel_interval).sum()),
-                           (f"{prefix}less_three", (err <= 3 * per_pixel_interval).sum()),
-                           (f"{prefix}mae", err.double().sum()), (f"{prefix}n", valid.sum())):
-            sums[key] = sums.get(key, 0.0) + float(value)
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    try:
-        for batch in loader:
-            imgs, proj = batch["imgs"].to(device), batch["proj_matrices"].to(device)
-            depth_values, gt = batch["depth_values"].to(device), batch["depth"].to(device)
-            interval = batch["depth_interval"].to(device)
-            valid = batch["mask"].to(device) & torch.isfinite(gt) & (gt > 0)
-            regions = None
-            if edge_band:
-                parts = depth_edge_regions(gt, valid, interval)
-                regions = {"band": parts["outline"] | parts["depth_edge"], "elsewhere": parts["flat"]}
-                sums["band_pixels"] = sums.get("band_pixels", 0.0) + float(regions["band"].sum())
-                sums["valid_pixels"] = sums.get("valid_pixels", 0.0) + float(valid.sum())
-            if model is not None:
-                out = model(imgs, proj, depth_values)
-                add("", out["depth"].float(), gt, valid, interval, regions)
-                if "refined_depth" in out:
-                    add("refined_", out["refined_depth"].float(), gt, valid, interval, regions)
-            if baseline:
-                scale_y, scale_x = imgs.shape[-2] / gt.shape[-2], imgs.shape[-1] / gt.shape[-1]
-                if scale_x != scale_y or scale_x != int(scale_x):
-                    raise ValueError(f"evaluate_mvsnet: images {tuple(imgs.shape[-2:])} and depth maps "
-                                     f"{tuple(gt.shape[-2:])}; the baseline needs one integer scale between them")
-                base = plane_sweep_depth(imgs, scale_projection(proj, scale_x), depth_values, pool=int(scale_x),
-                                         **(baseline_kwargs or {}))
-                add("baseline_", base["depth"], gt, valid, interval, regions)
-    finally:
-        if model is not None and was_training:
-            model.train()
-    result = {}
-    for depth in ("", "refined_", "baseline_"):
-        for prefix in (depth, f"{depth}band_", f"{depth}elsewhere_"):
-            n = sums.get(f"{prefix}n")
-            if n:
-                for key in ("less_one", "less_three", "mae"):
-                    result[f"{prefix}{key}"] = sums[f"{prefix}{key}"] / n
-    if edge_band and sums.get("valid_pixels"):
-        result["band_share"] = sums["band_pixels"] / sums["valid_pixels"]
-    if not result:
-        raise ValueError("evaluate_mvsnet: no valid pixel in the dataset (or nothing to evaluate)")
-    return result
-
-
 def load_mvsnet(path, map_location="cpu") -> MVSNet:
     """An MVSNet rebuilt from a training checkpoint or exported weights (``refine`` from the file's
     metadata); in eval mode. ``path`` may name a file shipped in the repository's ``data/``."""
-    from depthlib.data.download import shipped_file
-    from depthlib.checkpoint_io import load_model_state
-    from depthlib.train import load_weights
+    def build(metadata):
+        return MVSNet(refine=metadata.get("refine", True))
 
-    weights, metadata = load_weights(shipped_file(path), map_location)
-    if metadata.get("model", "mvsnet") != "mvsnet":
-        raise ValueError(f"{path} holds a {metadata['model']!r} model, expected 'mvsnet'")
-    model = MVSNet(refine=metadata.get("refine", True))
-    load_model_state(model, {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, path)
-    model.metadata = metadata
-    return model.eval()
+    return load_model(path, "mvsnet", build, map_location, default_kind="mvsnet")
