@@ -237,7 +237,7 @@ def test_depth_map_not_quarter_of_image_raises_value_error(tmp_path):
 
 
 def test_test_layout_scan_matches_the_training_layout_sample(synthetic_root, tmp_path):
-    from depthlib.data.dtu import MVSScan, write_mvs_scan
+    from depthlib.data.mvs_scan import MVSScan, write_mvs_scan
 
     scan_dir = write_mvs_scan(synthetic_root, "scan9", tmp_path / "scan9")
     cam = read_cam_file(scan_dir / "cams" / "00000000_cam.txt")
@@ -258,7 +258,7 @@ def test_test_layout_scan_matches_the_training_layout_sample(synthetic_root, tmp
 
 
 def test_test_layout_missing_parts_and_too_few_sources_raise(tmp_path, synthetic_root):
-    from depthlib.data.dtu import MVSScan, write_mvs_scan
+    from depthlib.data.mvs_scan import MVSScan, write_mvs_scan
 
     with pytest.raises(FileNotFoundError, match="images"):
         MVSScan(tmp_path)

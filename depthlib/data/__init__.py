@@ -12,7 +12,8 @@ from depthlib.data.io import (
     read_pfm, write_pfm, read_cam_file, write_cam_file, read_pair_file, write_pair_file, read_image
 )
 from depthlib.data.nyu import write_nyu_like, NYUDepth
-from depthlib.data.dtu import write_dtu_like, DTUMVS, MVSScan, write_mvs_scan
+from depthlib.data.dtu import write_dtu_like, DTUMVS
+from depthlib.data.mvs_scan import MVSScan, write_mvs_scan
 from depthlib.data.dtu_raw import DTUMVSFull, write_raw_depths, dtu_synthetic_full
 from depthlib.data.synthetic import nyu_synthetic, dtu_synthetic
 from depthlib.data.download import download_nyu, download_dtu

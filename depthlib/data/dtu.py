@@ -7,7 +7,7 @@ Layout (millimetres, like the real ``dtu_training`` download):
 ``Depths/scan{N}_train/depth_visual_{view:04d}.png`` (0 invalid, > 10 valid), ``lists/{split}.txt``.
 """
 __all__ = ["DTU_TRAIN_SCANS", "DTU_VAL_SCANS", "DTU_TEST_SCANS", "view_selection_scores", "write_dtu_like",
-           "DTUMVS", "MVSScan", "write_mvs_scan"]
+           "DTUMVS", "plane_spacing", "check_mvs_sizes", "scan_name"]
 
 import math
 import os
@@ -114,14 +114,26 @@ def _default_splits(scans):
     return {"train": list(scans[:-n_test]), "val": list(scans[-n_test:]), "test": list(scans[-n_test:])}
 
 
-def _scan_name(scan):
+def scan_name(scan):
     name = f"scan{scan}" if isinstance(scan, (int, np.integer)) else str(scan)
     if not re.fullmatch(r"scan\d+", name):
         raise ValueError(f"scan {scan!r}: expected an int or a name like 'scan12'")
     return name
 
 
-def _check_sizes(owner, n_views, n_depths, interval_scale):
+def plane_spacing(cam: dict, n_depths: int, interval_scale=None) -> float:
+    """The depth interval of ``n_depths`` planes for a camera file's depth range (millimetres).
+
+    ``interval_scale`` None: n_depths planes from the first to the last of the file's planes (its
+    ``depth_num``, else DTU's 192); a number: the file's ``depth_interval`` times it (MVSNet's
+    ``interval_scale``, e.g. 1.06 with 192 planes)."""
+    if interval_scale is None:
+        depth_num = cam["depth_num"] or _DTU_DEPTH_NUM
+        return cam["depth_interval"] * (depth_num - 1) / max(n_depths - 1, 1)
+    return cam["depth_interval"] * float(interval_scale)
+
+
+def check_mvs_sizes(owner, n_views, n_depths, interval_scale):
     """Views and planes: positive ints; interval_scale: None or a finite positive number."""
     for name, value in (("n_views", n_views), ("n_depths", n_depths)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -192,7 +204,7 @@ def write_dtu_like(root, n_scans, n_views=12, height=128, width=160, n_lights=7,
     write_pair_file(root / "Cameras/pair.txt", _ranked_pairs(sum(s["scores"] for s in scans)))
     splits = _default_splits(scan_ids) if splits is None else splits
     for split in ("train", "val", "test"):
-        names = [_scan_name(s) for s in splits.get(split, [])]
+        names = [scan_name(s) for s in splits.get(split, [])]
         (root / f"lists/{split}.txt").write_text("".join(name + "\n" for name in names), encoding="utf-8")
     return root
 
@@ -214,14 +226,14 @@ class DTUMVS(Dataset):
                  lights=None):
         if split not in _BUILTIN_SPLITS:
             raise ValueError(f"DTUMVS: split {split!r}, expected 'train', 'val' or 'test'")
-        _check_sizes("DTUMVS", n_views, n_depths, interval_scale)
+        check_mvs_sizes("DTUMVS", n_views, n_depths, interval_scale)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such DTU folder (expected Cameras/, Rectified/, Depths/)")
         self.split, self.n_views, self.n_depths, self.interval_scale = split, n_views, n_depths, interval_scale
         listed = [(s, "scans=") for s in scans] if scans is not None else self._listed_scans()
-        self.scans = [_scan_name(s) for s, _ in listed]
-        self._origin = {_scan_name(s): origin for s, origin in listed}  # where each scan was named
+        self.scans = [scan_name(s) for s, _ in listed]
+        self._origin = {scan_name(s): origin for s, origin in listed}  # where each scan was named
         if not self.scans:
             where = "scans=[]" if scans is not None else self.root / "lists" / f"{split}.txt"
             raise ValueError(f"{where}: no scans; the {split} split is empty")
@@ -258,7 +270,7 @@ class DTUMVS(Dataset):
                                             f"light {light}, reference view {ref_view} of "
                                             f"{self.root / 'Cameras' / 'pair.txt'})")
         for view in sorted({v for _, _, ref, src in self.metas for v in (ref, *src)}):
-            self._camera(view)
+            self.camera(view)
 
     def describe(self, index) -> str:
         """Where sample ``index`` comes from: scan, light, views and the list line that named the scan."""
@@ -298,16 +310,11 @@ class DTUMVS(Dataset):
     def __len__(self):
         return len(self.metas)
 
-    def _camera(self, view):
+    def camera(self, view):
+        """The cam.txt of ``view`` (read once): extrinsic, intrinsic, depth range."""
         if view not in self._cams:
             self._cams[view] = read_cam_file(self.cam_dir / f"{view:08d}_cam.txt")
         return self._cams[view]
-
-    def _depth_interval(self, cam):
-        if self.interval_scale is None:  # n_depths planes from the first to the last of the file's planes
-            depth_num = cam["depth_num"] or _DTU_DEPTH_NUM
-            return cam["depth_interval"] * (depth_num - 1) / max(self.n_depths - 1, 1)
-        return cam["depth_interval"] * float(self.interval_scale)
 
     def _reference_depth(self, scan, view, image_path, image_shape):
         depth_path = self.root / "Depths" / f"{scan}_train" / f"depth_map_{view:04d}.pfm"
@@ -334,7 +341,7 @@ class DTUMVS(Dataset):
             if images[-1].shape != images[0].shape:
                 raise ValueError(f"{path} is {images[-1].shape[:2]}, expected {images[0].shape[:2]} like the "
                                  "reference image")
-            cam = self._camera(view)
+            cam = self.camera(view)
             intrinsics.append(cam["intrinsic"])
             extrinsics.append(cam["extrinsic"])
         ref_path = self.root / "Rectified" / f"{scan}_train" / f"rect_{ref_view + 1:03d}_{light}_r5000.png"
@@ -342,8 +349,8 @@ class DTUMVS(Dataset):
         intrinsics, extrinsics = np.stack(intrinsics), np.stack(extrinsics)
         proj = extrinsics.copy()
         proj[:, :3, :4] = intrinsics @ extrinsics[:, :3, :4]  # K @ [R | t]
-        ref_cam = self._camera(ref_view)
-        depth_interval = self._depth_interval(ref_cam)
+        ref_cam = self.camera(ref_view)
+        depth_interval = plane_spacing(ref_cam, self.n_depths, self.interval_scale)
         depth_values = ref_cam["depth_min"] + depth_interval * np.arange(self.n_depths)
         return {"imgs": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0,
                 "proj_matrices": torch.from_numpy(proj).float(),
@@ -353,116 +360,3 @@ class DTUMVS(Dataset):
                 "depth_values": torch.from_numpy(depth_values).float(),
                 "depth_interval": torch.tensor(depth_interval, dtype=torch.float32),
                 "scan": scan, "view_ids": torch.tensor(view_ids), "light": light}
-
-
-# ----------------------------------------------------------------------------- MVSNet's test layout
-
-def write_mvs_scan(root, scan, out_dir, light=None):
-    """Copy one scan of the training layout into MVSNet's *test* layout (what ``infer mvsnet`` reads).
-
-    Writes ``out_dir/images/{view:08d}.png`` (one light: ``light``, default the middle one),
-    ``out_dir/cams/{view:08d}_cam.txt`` with K scaled to the *image* resolution (as DTU's test
-    download), and ``out_dir/pair.txt``. Returns ``out_dir``.
-    """
-    from depthlib.geometry import scale_intrinsics
-
-    root, out_dir, scan = Path(root), Path(out_dir), _scan_name(scan)
-    dataset = DTUMVS(root, "test", n_views=1, n_depths=1, scans=[scan], lights=None if light is None else [light])
-    light = dataset.metas[0][1]
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "cams").mkdir(exist_ok=True)
-    for view, _ in dataset.pairs:
-        image = read_image(root / "Rectified" / f"{scan}_train" / f"rect_{view + 1:03d}_{light}_r5000.png")
-        Image.fromarray(image).save(out_dir / "images" / f"{view:08d}.png")
-        cam = dataset._camera(view)
-        depth_shape = read_pfm(root / "Depths" / f"{scan}_train" / f"depth_map_{view:04d}.pfm")[0].shape
-        scale_y, scale_x = image.shape[0] / depth_shape[0], image.shape[1] / depth_shape[1]
-        write_cam_file(out_dir / "cams" / f"{view:08d}_cam.txt", cam["extrinsic"],
-                       scale_intrinsics(cam["intrinsic"], scale_x, scale_y), cam["depth_min"], cam["depth_interval"],
-                       cam["depth_num"], cam["depth_max"])
-    write_pair_file(out_dir / "pair.txt", dataset.pairs)
-    return out_dir
-
-
-class MVSScan(Dataset):
-    """One scan in MVSNet's test layout: ``images/{view:08d}.jpg|png``, ``cams/{view:08d}_cam.txt``
-    (K at the image resolution, as DTU's test download) and ``pair.txt``.
-
-    One item per reference view of pair.txt, in the ``DTUMVS`` item format without depth / mask:
-    imgs [V, 3, H, W] (resized to ``size`` = (H, W) when given), proj_matrices / extrinsics
-    [V, 4, 4] and intrinsics [V, 3, 3] at the depth-map resolution H/4 x W/4, depth_values [D],
-    depth_interval, view_ids [V]. ``interval_scale`` as in ``DTUMVS``.
-    """
-
-    def __init__(self, scan_dir, n_views=3, n_depths=192, size=None, interval_scale=None):
-        self.root = Path(scan_dir)
-        for needed in ("images", "cams", "pair.txt"):
-            if not (self.root / needed).exists():
-                raise FileNotFoundError(f"{self.root / needed}: missing; expected MVSNet's test layout "
-                                        "(images/, cams/, pair.txt)")
-        _check_sizes("MVSScan", n_views, n_depths, interval_scale)
-        self.n_views, self.n_depths, self.size, self.interval_scale = n_views, n_depths, size, interval_scale
-        self.pairs = read_pair_file(self.root / "pair.txt")
-        if not self.pairs:
-            raise ValueError(f"{self.root / 'pair.txt'}: lists no view, expected at least one")
-        for ref_view, sources in self.pairs:
-            if len(sources) < n_views - 1:
-                raise ValueError(f"{self.root / 'pair.txt'}: view {ref_view} has {len(sources)} source views, "
-                                 f"expected >= n_views - 1 = {n_views - 1}")
-        views = sorted({v for ref, sources in self.pairs for v in (ref, *(s for s, _ in sources[:n_views - 1]))})
-        for view in views:  # every file pair.txt names exists, and every camera parses, before any sample is read
-            self.image_path(view)
-        self._cams = {view: read_cam_file(self.root / "cams" / f"{view:08d}_cam.txt") for view in views}
-
-    def __len__(self):
-        return len(self.pairs)
-
-    def image_path(self, view):
-        for suffix in (".jpg", ".png"):
-            path = self.root / "images" / f"{view:08d}{suffix}"
-            if path.is_file():
-                return path
-        raise FileNotFoundError(f"{self.root / 'images'}: no {view:08d}.jpg or .png")
-
-    def _depth_interval(self, cam):
-        if self.interval_scale is None:
-            depth_num = cam["depth_num"] or _DTU_DEPTH_NUM
-            return cam["depth_interval"] * (depth_num - 1) / max(self.n_depths - 1, 1)
-        return cam["depth_interval"] * float(self.interval_scale)
-
-    def __getitem__(self, index):
-        from depthlib.geometry import scale_intrinsics
-
-        ref_view, sources = self.pairs[index]
-        view_ids = [ref_view] + [v for v, _ in sources[:self.n_views - 1]]
-        images, intrinsics, extrinsics, cams = [], [], [], []
-        for view in view_ids:
-            path = self.image_path(view)
-            image = Image.fromarray(read_image(path))  # errors name the file
-            original = image.size  # (W, H)
-            if self.size is not None:
-                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
-            images.append(np.asarray(image, dtype=np.uint8))
-            if images[-1].shape != images[0].shape:
-                raise ValueError(f"{path} is {images[-1].shape[:2]}, expected {images[0].shape[:2]} like the "
-                                 "reference image")
-            height, width = images[-1].shape[:2]
-            if height % 4 or width % 4:
-                raise ValueError(f"{path}: image {height}x{width}, expected multiples of 4 (pass size=)")
-            cam = self._cams[view]
-            cams.append(cam)
-            # K at the file's image size -> the (resized) image -> the depth map (a quarter)
-            intrinsics.append(scale_intrinsics(cam["intrinsic"], width / original[0] / 4, height / original[1] / 4))
-            extrinsics.append(cam["extrinsic"])
-        intrinsics, extrinsics = np.stack(intrinsics), np.stack(extrinsics)
-        proj = extrinsics.copy()
-        proj[:, :3, :4] = intrinsics @ extrinsics[:, :3, :4]
-        depth_interval = self._depth_interval(cams[0])
-        depth_values = cams[0]["depth_min"] + depth_interval * np.arange(self.n_depths)
-        return {"imgs": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0,
-                "proj_matrices": torch.from_numpy(proj).float(),
-                "intrinsics": torch.from_numpy(intrinsics).float(),
-                "extrinsics": torch.from_numpy(extrinsics).float(),
-                "depth_values": torch.from_numpy(depth_values).float(),
-                "depth_interval": torch.tensor(depth_interval, dtype=torch.float32),
-                "view_ids": torch.tensor(view_ids)}
