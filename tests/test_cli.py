@@ -92,14 +92,6 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
             torch.testing.assert_close(value, model.state_dict()[key], rtol=0, atol=0)
 
 
-def test_densedepth_benchmark_times_the_trainers_step():
-    from depthlib.bench import densedepth_step_stats
-
-    stats = densedepth_step_stats("small", 64, 64, batch=2, fast=True, steps=1, warmup=1)
-    assert stats["seconds"] > 0 and stats["images/s"] == pytest.approx(2 / stats["seconds"])
-    assert stats["peak MiB"] > 0 and stats["amp"] == "None"  # no AMP on the CPU
-
-
 def test_shipped_file_prefers_the_repository_then_downloads_once(tmp_path, monkeypatch):
     import yaml
 
@@ -197,15 +189,6 @@ def test_infer_reads_mvsnets_test_layout_like_the_training_layout(tmp_path):
         a, _ = read_pfm(tmp_path / "a" / folder / "00000001.pfm")
         b, _ = read_pfm(tmp_path / "b" / folder / "00000001.pfm")
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)  # same cameras, images and planes
-
-
-def test_mvsnet_benchmark_times_training_and_inference():
-    from depthlib.bench import mvsnet_step_stats
-
-    for train in (True, False):
-        stats = mvsnet_step_stats(64, 64, depths=8, batch=1, train=train, steps=1, warmup=1)
-        assert stats["seconds"] > 0 and stats["samples/s"] == pytest.approx(1 / stats["seconds"])
-        assert stats["peak MiB"] > 0 and stats["amp"] == "None"
 
 
 def test_one_benchmark_table_covers_both_models_fp32_and_fast_path():

@@ -159,10 +159,15 @@ def test_forward_gives_documented_keys_shapes_and_a_normalised_probability(small
     # soft argmin is a convex combination of the sample's own planes
     low, high = depth_values[:, 0].reshape(2, 1, 1, 1), depth_values[:, -1].reshape(2, 1, 1, 1)
     assert ((out["depth"] >= low - 1e-5) & (out["depth"] <= high + 1e-5)).all()
-    torch.testing.assert_close(out["depth"], depth_regression(out["prob_volume"], depth_values))
+    expected = (out["prob_volume"] * depth_values[:, :, None, None]).sum(1, keepdim=True)  # soft argmin, by hand
+    torch.testing.assert_close(out["depth"], expected)
     confidence = out["photometric_confidence"]
     assert (confidence >= 0).all() and (confidence <= 1 + 1e-6).all()
-    torch.testing.assert_close(confidence, photometric_confidence(out["prob_volume"]))
+    # by hand: the probability of planes i-1 .. i+2 around i = floor(expected plane number)
+    prob = out["prob_volume"]
+    index = (prob * torch.arange(16.0).reshape(1, -1, 1, 1)).sum(1, keepdim=True).long().clamp(0, 15)
+    padded = torch.nn.functional.pad(prob, (0, 0, 0, 0, 1, 2))  # padded plane p + 1 is plane p
+    torch.testing.assert_close(confidence, sum(padded.gather(1, index + j) for j in range(4)))
 
     # the refinement sees the standardised reference image and the range of the sample's planes
     with torch.no_grad():
