@@ -79,9 +79,12 @@ def _eval_mvsnet(args) -> int:
 
 
 def _train(args) -> int:
-    from depthlib.cli_train import train
+    from depthlib import cli_train
+    from depthlib.cascade_cli import train_casmvsnet
 
-    return train(args)
+    cli_train.prepare_run(args)
+    run = {"densedepth": cli_train.train_densedepth, "mvsnet": cli_train.train_mvsnet, "casmvsnet": train_casmvsnet}
+    return run[args.model](args)
 
 
 def _eval(args) -> int:

@@ -2,7 +2,7 @@
 
 The run folder is checked first (before any data is rendered or read); an option left out takes the
 resumed run's setting, else the profile's (``train_config``); ``fit_and_report`` trains and says what
-happened. ``depthlib.cascade_cli`` builds the cascade's run on the same two functions.
+happened. ``depthlib.cascade_cli`` builds the cascade's run on the same functions.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from depthlib.cli_args import data_label, dtu_root, first_given, mvs_sizes, nyu_root
 
-__all__ = ["train", "train_config", "previous_run", "check_init", "fit_and_report", "train_densedepth",
+__all__ = ["prepare_run", "train_config", "previous_run", "check_init", "fit_and_report", "train_densedepth",
            "train_mvsnet"]
 
 
@@ -169,13 +169,10 @@ def train_mvsnet(args) -> int:
     return fit_and_report(trainer, args)
 
 
-def train(args) -> int:
+def prepare_run(args) -> None:
+    """Before any data is rendered or read: the run folder is checked (``--resume`` / ``--overwrite``)
+    and ``args.previous`` holds the (metadata, config) of the run this one continues or starts from."""
     from depthlib.checkpoint_io import check_run_folder
 
-    check_run_folder(args.out, args.resume, args.overwrite)  # at once, before any data is rendered or read
+    check_run_folder(args.out, args.resume, args.overwrite)
     args.previous = previous_run(args)
-    if args.model == "casmvsnet":
-        from depthlib.cascade_cli import train_casmvsnet
-
-        return train_casmvsnet(args)
-    return (train_mvsnet if args.model == "mvsnet" else train_densedepth)(args)

@@ -1,4 +1,5 @@
-"""Point clouds from depth maps: filtering, fusion, PLY files, accuracy / completeness (chapter 10)."""
+"""Point clouds from depth maps: photometric and geometric filters, fusion, accuracy / completeness (chapter 10);
+PLY files (``write_ply``, ``read_ply``) and the true surface (``surface_points``) are re-exported from ``depthlib.data``."""
 from __future__ import annotations
 
 __all__ = ["photometric_mask", "geometric_mask", "fuse_depth_maps", "fuse_scan", "write_ply", "read_ply",

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from depthlib.geometry import scale_projection
 from depthlib.losses import per_sample_scalar
+from depthlib.planesweep import plane_sweep_depth
 
 # Conventions: depth maps in metres, any shape (B, 1, H, W) in practice. A pixel is valid where the
 # optional bool mask is true and the ground truth is finite and > 0. Predictions are clamped below at
@@ -287,9 +289,6 @@ def evaluate_mvsnet(model, dataset, batch_size: int = 4, device=None, baseline: 
     elsewhere (``depth_edge_regions`` with its defaults): ``band_less_one``, ``elsewhere_mae``,
     ``refined_band_less_one``, ... and ``band_share``.
     """
-    from depthlib.geometry import scale_projection
-    from depthlib.models.mvsnet import plane_sweep_depth  # the classical baseline of chapter 07
-
     if model is not None:
         first = next(model.parameters(), None)  # a model without parameters (a stand-in) runs on the CPU
         device = torch.device(device) if device else first.device if first is not None else torch.device("cpu")

@@ -1,4 +1,4 @@
-"""What a training process needs from its machine: device, precision, processes, RNG, progress.
+"""What a training process needs from its machine: device, precision, processes, RNG, progress (05, 11).
 
 The Trainer (``depthlib.train``) builds on these: ``distributed_context`` reads torchrun's
 environment; ``training_device`` picks this process's GPU; ``native_bf16`` tells a GPU that computes

@@ -1,0 +1,87 @@
+"""The classical plane sweep (chapter 07): warp the source views onto fronto-parallel planes, score
+each plane by photometric consistency (ZNCC or SAD over a window), and read the depth off the cost
+volume by winner-take-all or by soft-argmin (``depth_regression``, which MVSNet shares). The
+baseline ``depthlib.metrics.evaluate_mvsnet(baseline=True)`` compares MVSNet with.
+"""
+from __future__ import annotations
+
+__all__ = ["depth_regression", "plane_sweep_depth"]
+
+import torch
+import torch.nn.functional as F
+
+from depthlib.geometry import homography_warp
+
+
+def depth_regression(prob_volume: torch.Tensor, depth_values: torch.Tensor) -> torch.Tensor:
+    """Soft argmin: the expected depth sum_d p_d * depth_d. prob_volume (B, D, h, w); depth_values
+    (B, D) or (B, D, h, w). Returns (B, 1, h, w)."""
+    if depth_values.dim() == 2:
+        depth_values = depth_values[:, :, None, None]
+    return (prob_volume * depth_values).sum(dim=1, keepdim=True)
+
+
+# ----------------------------------------------------------------------------- classical baseline
+
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a window x window box (same size, replicate-padded); x (N, C, H, W)."""
+    pad = window // 2
+    return F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), window, stride=1)
+
+
+def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torch.Tensor, cost: str = "zncc",
+                      window: int = 7, pool: int = 1, temperature: float = 0.05) -> dict:
+    """Classical plane-sweep stereo: the same warping on images, a windowed photometric cost, no learning.
+
+    imgs (B, V, 3, H, W), view 0 the reference; proj (B, V, 4, 4) with K at the image resolution;
+    depth_values (B, D). ``cost``: "zncc" (1 - zero-mean normalised cross-correlation, robust to
+    gain and offset) or "sad" (mean absolute difference) over a ``window`` x ``window`` box of the
+    grey image, averaged over the source views. ``pool`` > 1 averages the cost over pool x pool
+    blocks and returns depth at H/pool x W/pool (MVSNet's depth resolution with pool=4).
+    Returns ``cost`` (B, D, h, w), ``depth`` (winner-take-all, B, 1, h, w) and ``soft_depth``
+    (soft-argmin of softmax(-cost / temperature)). Pixels no source view sees get the largest cost.
+    """
+    if cost not in ("zncc", "sad"):
+        raise ValueError(f"plane_sweep_depth: cost {cost!r}, expected 'zncc' or 'sad'")
+    if window < 1 or window % 2 == 0 or pool < 1:
+        raise ValueError(f"plane_sweep_depth: window={window}, pool={pool}; expected an odd window >= 1 "
+                         "and pool >= 1")
+    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
+        raise ValueError(f"plane_sweep_depth: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2")
+    batch, views, _, height, width = imgs.shape
+    if tuple(proj.shape) != (batch, views, 4, 4) or depth_values.dim() != 2 or depth_values.shape[0] != batch:
+        raise ValueError(f"plane_sweep_depth: proj {tuple(proj.shape)}, depth_values {tuple(depth_values.shape)}; "
+                         f"expected ({batch}, {views}, 4, 4) and ({batch}, D)")
+    grey = imgs.mean(dim=2, keepdim=True)  # (B, V, 1, H, W)
+    ref = grey[:, 0]
+    depths = depth_values.shape[1]
+    if cost == "zncc":  # the reference window statistics do not depend on the plane: once
+        mu_r = _box_mean(ref, window)
+        var_r = (_box_mean(ref ** 2, window) - mu_r ** 2).clamp(min=0)
+        mu_r, var_r = mu_r.repeat_interleave(depths, 0), var_r.repeat_interleave(depths, 0)
+    flat_r = ref.repeat_interleave(depths, 0)  # (B * D, 1, H, W), sample-major like the warped planes
+    total = torch.zeros(batch, depths, height, width, dtype=imgs.dtype, device=imgs.device)
+    for view in range(1, views):
+        warped = homography_warp(grey[:, view], proj[:, view], proj[:, 0], depth_values)[:, 0]  # (B, D, H, W)
+        seen = homography_warp(torch.ones_like(grey[:, view]), proj[:, view], proj[:, 0], depth_values)[:, 0]
+        flat_w = warped.reshape(batch * depths, 1, height, width)
+        if cost == "sad":
+            c = _box_mean((flat_w - flat_r).abs(), window)
+            worst = 1.0
+        else:
+            mu_w = _box_mean(flat_w, window)
+            cov = _box_mean(flat_w * flat_r, window) - mu_w * mu_r
+            var_w = (_box_mean(flat_w ** 2, window) - mu_w ** 2).clamp(min=0)
+            c = 1 - cov / torch.sqrt(var_w * var_r + 1e-6)
+            worst = 2.0
+        c = c.reshape(batch, depths, height, width)
+        c = torch.where(seen > 0.999, c, torch.full_like(c, worst))  # outside the source image
+        total += c
+    cost_volume = total / (views - 1)
+    if pool > 1:
+        cost_volume = F.avg_pool2d(cost_volume, pool)
+    index = cost_volume.argmin(dim=1, keepdim=True)
+    values = depth_values[:, :, None, None].expand(-1, -1, *cost_volume.shape[-2:])
+    prob = F.softmax(-cost_volume / temperature, dim=1)
+    return {"cost": cost_volume, "depth": torch.gather(values, 1, index),
+            "soft_depth": depth_regression(prob, depth_values)}
