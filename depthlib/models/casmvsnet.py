@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from depthlib.checkpoint_io import load_model
 from depthlib.geometry import scale_projection
 from depthlib.metrics import PooledIntervalMetrics
-from depthlib.models.mvsnet import (CostRegNet, FeatureNet, depth_regression, photometric_confidence, standardize_image,
-                                    variance_cost_volume)
+from depthlib.models.mvsnet import (CostRegNet, FeatureNet, check_mvs_inputs, depth_regression, photometric_confidence,
+                                    standardize_image, variance_cost_volume)
 
 __all__ = ["CascadeStage", "PAPER_STAGES", "FeaturePyramid", "stage_hypotheses", "CasMVSNet",
            "casmvsnet_loss", "CasMVSNetTask", "stages_from_metadata", "evaluate_casmvsnet", "load_casmvsnet",
@@ -158,14 +158,7 @@ class CasMVSNet(nn.Module):
 
     def check_inputs(self, imgs, proj, depth_values) -> None:
         """Raise a ValueError naming the mismatched shape or size."""
-        if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
-            raise ValueError(f"CasMVSNet: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
-        batch, views, _, height, width = imgs.shape
-        if tuple(proj.shape) != (batch, views, 4, 4):
-            raise ValueError(f"CasMVSNet: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
-                             f"expected ({batch}, {views}, 4, 4), one projection per view")
-        if depth_values.dim() != 2 or depth_values.shape[0] != batch or depth_values.shape[1] < 2:
-            raise ValueError(f"CasMVSNet: depth_values {tuple(depth_values.shape)}, expected ({batch}, D) with D >= 2")
+        _, _, height, width, _ = check_mvs_inputs("CasMVSNet", imgs, proj, depth_values, min_planes=2)
         if height % 32 or width % 32:
             raise ValueError(f"CasMVSNet: image {height}x{width}; the 3D U-Net needs H/4 and W/4 divisible by 8 "
                              "(H and W multiples of 32)")

@@ -24,8 +24,8 @@ from depthlib.checkpoint_io import load_model
 from depthlib.geometry import homography_warp
 from depthlib.planesweep import depth_regression, plane_sweep_depth  # re-exported: chapter 07's baseline
 
-__all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "variance_cost_volume", "depth_regression",
-           "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet"]
+__all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "check_mvs_inputs", "variance_cost_volume",
+           "depth_regression", "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet"]
 
 
 def _conv_bn_relu(cin, cout, kernel=3, stride=1, dims=2):
@@ -171,6 +171,22 @@ def photometric_confidence(prob_volume: torch.Tensor) -> torch.Tensor:
     return torch.gather(sum4, 1, index)
 
 
+def check_mvs_inputs(owner: str, imgs, proj, depth_values, min_planes: int = 1) -> tuple:
+    """(B, V, H, W, D) of a multi-view network's inputs; a ValueError naming ``owner`` and the
+    mismatched shape unless imgs is (B, V, 3, H, W) with V >= 2, proj (B, V, 4, 4) and depth_values
+    (B, D) with D >= ``min_planes``."""
+    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
+        raise ValueError(f"{owner}: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
+    batch, views, _, height, width = imgs.shape
+    if tuple(proj.shape) != (batch, views, 4, 4):
+        raise ValueError(f"{owner}: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
+                         f"expected ({batch}, {views}, 4, 4), one projection per view")
+    if depth_values.dim() != 2 or depth_values.shape[0] != batch or depth_values.shape[1] < min_planes:
+        raise ValueError(f"{owner}: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)"
+                         + (f" with D >= {min_planes}" if min_planes > 1 else ""))
+    return batch, views, height, width, depth_values.shape[1]
+
+
 class MVSNet(nn.Module):
     """MVSNet: ``forward(imgs, proj, depth_values) -> dict`` (see the module doc for shapes).
 
@@ -211,15 +227,7 @@ class MVSNet(nn.Module):
     @staticmethod
     def check_inputs(imgs, proj, depth_values) -> None:
         """Raise a ValueError naming the mismatched shape or size."""
-        if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
-            raise ValueError(f"MVSNet: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
-        batch, views, _, height, width = imgs.shape
-        if tuple(proj.shape) != (batch, views, 4, 4):
-            raise ValueError(f"MVSNet: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
-                             f"expected ({batch}, {views}, 4, 4), one projection per view")
-        if depth_values.dim() != 2 or depth_values.shape[0] != batch:
-            raise ValueError(f"MVSNet: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)")
-        depths = depth_values.shape[1]
+        _, _, height, width, depths = check_mvs_inputs("MVSNet", imgs, proj, depth_values)
         if height % 32 or width % 32 or depths % 8:
             raise ValueError(f"MVSNet: image {height}x{width} with D={depths} planes; the 3D U-Net needs D, "
                              f"H/4 and W/4 divisible by 8 (H and W multiples of 32, D a multiple of 8)")
