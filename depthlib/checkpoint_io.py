@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["save_atomic", "read_torch_file", "load_model_state", "load_weights", "load_model", "export_weights",
            "check_export_target", "check_run_folder",
-           "clean_run_folder", "run_differences", "trim_log", "read_log", "ARCHITECTURE_KEYS"]
+           "clean_run_folder", "run_differences", "trim_log", "read_log", "read_training_state", "ARCHITECTURE_KEYS"]
 
 import json
 import os
@@ -259,3 +259,20 @@ def read_log(path) -> list:
                 raise ValueError(f"{path}:{number}: not a JSON record ({error.msg}); a line cut off by a kill? "
                                  "Resuming the run removes it") from None
     return records
+
+
+TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "step", "step_in_epoch", "rng")
+
+
+def read_training_state(path) -> dict:
+    """A Trainer checkpoint's full state (``Trainer.state_dict()``), loaded on the CPU: the RNG states
+    must stay CPU tensors, and the optimiser moves its state to the parameters' device itself.
+    FileNotFoundError / ValueError name the file when it is missing or is not a training checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    state = read_torch_file(path)
+    missing = set(TRAINING_STATE_KEYS) - set(state if isinstance(state, dict) else {})
+    if missing:
+        raise ValueError(f"{path}: not a depthlib training checkpoint (missing {sorted(missing)})")
+    return state

@@ -8,8 +8,9 @@ resume; ``progress_bar`` is the bar ``$DEPTHLIB_PROGRESS`` picks.
 """
 from __future__ import annotations
 
-__all__ = ["distributed_context", "training_device", "native_bf16", "to_channels_last", "rng_state",
-           "set_rng_state", "progress_bar", "PROGRESS_ENV", "main_thread"]
+__all__ = ["distributed_context", "training_device", "join_processes", "model_for_processes", "forward_model",
+           "native_bf16", "to_channels_last", "rng_state", "set_rng_state", "progress_bar", "PROGRESS_ENV",
+           "main_thread"]
 
 import io
 import os
@@ -18,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from tqdm.std import tqdm as tqdm_std
 
@@ -46,6 +48,39 @@ def set_rng_state(state):
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def join_processes(requested_device) -> tuple:
+    """(rank, world_size, device) of this training process: its device (``training_device``) made
+    current, and under torchrun the process group joined (NCCL on CUDA, gloo on the CPU)."""
+    rank, world_size, local_rank = distributed_context()
+    device = training_device(requested_device, local_rank, world_size)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and the default CUDA stream use this GPU, not GPU 0
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def model_for_processes(model: nn.Module, device, world_size: int, sync_bn: bool) -> nn.Module:
+    """The model on ``device``; with ``sync_bn`` and several processes its BatchNorms become
+    ``SyncBatchNorm`` (statistics of the global batch; CUDA only)."""
+    if sync_bn and world_size > 1:
+        if torch.device(device).type != "cuda":
+            raise ValueError("TrainConfig.sync_bn: SyncBatchNorm needs CUDA (NCCL); this run is on the CPU")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(device)
+
+
+def forward_model(model: nn.Module, device, world_size: int, compile: bool) -> nn.Module:
+    """What the training step calls: the model, wrapped in DDP under several processes and in
+    ``torch.compile`` when asked (the unwrapped model keeps the weights and the checkpoints)."""
+    wrapped = model
+    if world_size > 1:
+        device = torch.device(device)
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(wrapped) if compile else wrapped
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

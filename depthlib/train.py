@@ -10,30 +10,23 @@ run see exactly the same samples in the same order.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import os
-import random
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.std import tqdm as tqdm_std
 
 from depthlib.checkpoint_io import (check_run_folder, clean_run_folder, export_weights, load_weights,
-                                    read_log, read_torch_file, run_differences, save_atomic, trim_log)
-
-from depthlib.runtime import (PROGRESS_ENV, distributed_context, main_thread, native_bf16, progress_bar, rng_state,
-                              set_rng_state, to_channels_last, training_device)
+                                    read_log, read_torch_file, read_training_state, run_differences, save_atomic,
+                                    trim_log)
+from depthlib.runtime import (PROGRESS_ENV, distributed_context, forward_model, join_processes, main_thread,
+                              model_for_processes, native_bf16, progress_bar, rng_state, set_rng_state,
+                              to_channels_last)
 from depthlib.tasks import DenseDepthTask, MVSNetTask
 from depthlib.viz import plot_log
 
@@ -132,17 +125,8 @@ class Trainer:
         self.config, self.task, self.evaluate = config, task, evaluate
         self.metadata = dict(metadata or {})  # saved with every checkpoint: what model this is, its sizes
         self.out_dir = Path(out_dir)
-        self.rank, self.world_size, local_rank = distributed_context()
-        self.device = training_device(config.device, local_rank, self.world_size)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)  # NCCL and the default CUDA stream use this GPU, not GPU 0
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if config.sync_bn and self.world_size > 1:
-            if self.device.type != "cuda":
-                raise ValueError("TrainConfig.sync_bn: SyncBatchNorm needs CUDA (NCCL); this run is on the CPU")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device)
+        self.rank, self.world_size, self.device = join_processes(config.device)
+        self.model = model_for_processes(model, self.device, self.world_size, config.sync_bn)
         if config.channels_last:
             to_channels_last(self.model)
         if config.cudnn_benchmark:
@@ -161,11 +145,7 @@ class Trainer:
         schedule = (lambda step: 1.0) if config.schedule == "constant" else \
             (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        wrapped = self.model
-        if self.world_size > 1:
-            wrapped = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.forward_model = torch.compile(wrapped) if config.compile else wrapped
+        self.forward_model = forward_model(self.model, self.device, self.world_size, config.compile)
         self.epoch, self.step, self.step_in_epoch = 0, 0, 0
         self._interrupted = False
 
@@ -189,15 +169,7 @@ class Trainer:
 
     def load_checkpoint(self, path=None) -> None:
         """Restore model, optimiser, scaler, scheduler, counters and RNG states (weights_only load)."""
-        path = Path(path) if path else self.checkpoint_path
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-        # Load on the CPU: RNG states must stay CPU tensors, and the optimiser moves its state to
-        # the parameters' device itself (load_state_dict); the model copies into its own tensors.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing = {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "step_in_epoch", "rng"} - set(state)
-        if missing:
-            raise ValueError(f"{path}: not a depthlib training checkpoint (missing {sorted(missing)})")
+        state = read_training_state(Path(path) if path else self.checkpoint_path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -160,7 +160,7 @@ def test_the_schedule_does_not_step_when_the_scaler_skips_the_optimiser_step(tmp
 
 
 def test_each_distributed_process_trains_on_its_own_gpu():
-    device = train_module._training_device
+    from depthlib.runtime import training_device as device
     assert device("cuda", local_rank=1, world_size=2) == torch.device("cuda", 1)
     assert device("cuda:0", local_rank=1, world_size=2) == torch.device("cuda", 0)  # explicit index kept
     assert device("cpu", local_rank=1, world_size=2) == torch.device("cpu")
