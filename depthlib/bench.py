@@ -83,16 +83,16 @@ def densedepth_step_stats(encoder="densenet169", height=480, width=640, batch=8,
     config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
                          compile=compile, cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
     trainer = Trainer(DenseDepth(encoder), TensorDataset(images), DenseDepthTask(), "unused", config)
-    batch_dict = trainer._to_device({"image": images, "depth": depth, "mask": depth > 0})
+    batch_dict = trainer.to_device({"image": images, "depth": depth, "mask": depth > 0})
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(warmup):
-        trainer._train_step(batch_dict)
+        trainer.train_step(batch_dict)
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        trainer._train_step(batch_dict)
+        trainer.train_step(batch_dict)
     sync()
     seconds = (time.perf_counter() - start) / steps
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
@@ -144,9 +144,9 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
                          cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
     trainer = Trainer(MVSNet(), TensorDataset(batch_dict["imgs"]), MVSNetTask(), "unused", config)
-    batch_dict = trainer._to_device(batch_dict)
+    batch_dict = trainer.to_device(batch_dict)
     if train:
-        step = lambda: trainer._train_step(batch_dict)  # noqa: E731
+        step = lambda: trainer.train_step(batch_dict)  # noqa: E731
     else:
         trainer.model.eval()
 
@@ -365,8 +365,8 @@ def _profiled_step(model: str, fast: bool):
     config = TrainConfig(batch_size=1, amp="auto" if fast else "off", channels_last=fast and model == "densedepth",
                          progress=False, device="cuda")
     trainer = Trainer(net, TensorDataset(torch.zeros(1)), task, "unused", config)
-    batch = trainer._to_device(batch)
-    return lambda: trainer._train_step(batch)
+    batch = trainer.to_device(batch)
+    return lambda: trainer.train_step(batch)
 
 
 def device_label() -> str:

@@ -75,15 +75,15 @@ def mvs_step_stats(model="casmvsnet", height=512, width=640, depths=192, views=3
 
     def step(inputs):
         if train:
-            return trainer._train_step(inputs)
+            return trainer.train_step(inputs)
         with torch.no_grad(), torch.autocast(trainer.device.type, dtype=trainer.amp_dtype or torch.float32,
                                              enabled=trainer.amp_dtype is not None):
             trainer.model(inputs["imgs"], inputs["proj_matrices"], inputs["depth_values"])
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    step(trainer._to_device(mvs_rig(batch, views, 32, 32, depths)))  # the runtime's one-time set-up, on a tiny input
+    step(trainer.to_device(mvs_rig(batch, views, 32, 32, depths)))  # the runtime's one-time set-up, on a tiny input
     sync()
-    batch_dict = trainer._to_device(batch_dict)
+    batch_dict = trainer.to_device(batch_dict)
     start_memory = torch.cuda.memory_allocated() / 2**20 if cuda else _rss_mib()
     for _ in range(warmup):
         step(batch_dict)

@@ -187,7 +187,9 @@ class Trainer:
             return torch.bfloat16 if native_bf16(self.device) else torch.float16
         return torch.bfloat16 if self.config.amp == "bf16" else torch.float16
 
-    def _to_device(self, batch):
+    def to_device(self, batch: dict) -> dict:
+        """The batch's tensors on the training device (4-D float ones in ``channels_last`` when the
+        config asks for it); what ``train_step`` expects and the benchmarks time."""
         def move(value):
             if not torch.is_tensor(value):
                 return value
@@ -205,7 +207,10 @@ class Trainer:
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(self.config.seed))
 
-    def _train_step(self, batch) -> dict:
+    def train_step(self, batch: dict) -> dict:
+        """One optimiser step on a batch already on the device (``to_device``): forward under the
+        config's autocast, backward through the scaler, step, schedule; returns the losses as floats.
+        ``fit`` calls it for every batch; the benchmarks time it alone."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             losses = self.task.loss(self.forward_model, batch)
@@ -281,7 +286,7 @@ class Trainer:
                 sums, count, start = {}, 0, time.perf_counter()
                 for batch in self._epoch_loader():
                     self._check_valid_depth(batch)
-                    losses = self._train_step(self._to_device(batch))
+                    losses = self.train_step(self.to_device(batch))
                     self.step, self.step_in_epoch, done_here = self.step + 1, self.step_in_epoch + 1, done_here + 1
                     for k, v in losses.items():
                         sums[k] = sums.get(k, 0.0) + v

@@ -84,9 +84,9 @@ def test_one_amp_training_step_of_each_model_gives_finite_losses(tmp_path, amp, 
                       TrainConfig(amp=amp, batch_size=1, progress=False, device="cuda"))
     assert trainer.amp_dtype == (torch.bfloat16 if amp == "bf16" else torch.float16)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
-    batch = trainer._to_device(batch)
+    batch = trainer.to_device(batch)
     for _ in range(5):  # fp16: the GradScaler may skip the first steps while it finds its scale
-        losses = trainer._train_step(batch)
+        losses = trainer.train_step(batch)
         assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "five AMP steps changed no weight"

@@ -150,12 +150,12 @@ def test_the_schedule_does_not_step_when_the_scaler_skips_the_optimiser_step(tmp
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would be an error
-        trainer._train_step(trainer._to_device(batch))
+        trainer.train_step(trainer.to_device(batch))
     assert trainer.scaler.get_scale() < 3e38  # the step was skipped and the scale lowered
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in weights.items())
     assert trainer.scheduler.last_epoch == 0  # and the schedule did not move
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
-    trainer._train_step(trainer._to_device(batch))
+    trainer.train_step(trainer.to_device(batch))
     assert trainer.scheduler.last_epoch == 1
 
 
@@ -232,5 +232,5 @@ def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
             conv3d = trainer.model.cost_regularization.conv0[0].weight
             assert conv3d.is_contiguous(memory_format=torch.channels_last_3d)
             assert trainer.model.feature.layers[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-        losses[channels_last] = trainer._train_step(trainer._to_device(batch))["total"]
+        losses[channels_last] = trainer.train_step(trainer.to_device(batch))["total"]
     assert abs(losses[True] - losses[False]) < 1e-4 * abs(losses[False])
