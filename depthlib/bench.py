@@ -20,9 +20,11 @@ import subprocess
 import sys
 import time
 
+from depthlib.bench_kernels import kernel_times
+
 __all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "bench_mvsnet", "mvsnet_step_stats",
-           "bench_models", "bench_variants", "kernel_breakdown", "kernel_category", "device_label", "format_table",
-           "main"]
+           "mvsnet_batch", "bench_models", "bench_variants", "kernel_breakdown", "device_label",
+           "format_table", "main"]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -140,7 +142,7 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     from depthlib.train import MVSNetTask, TrainConfig, Trainer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    batch_dict = _mvsnet_batch(height, width, depths, views, batch)
+    batch_dict = mvsnet_batch(height, width, depths, views, batch)
     config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
                          cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
     trainer = Trainer(MVSNet(), TensorDataset(batch_dict["imgs"]), MVSNetTask(), "unused", config)
@@ -170,7 +172,7 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     return {"seconds": seconds, "samples/s": batch / seconds, "peak MiB": peak, "amp": str(trainer.amp_dtype)}
 
 
-def _mvsnet_batch(height, width, depths, views, batch) -> dict:
+def mvsnet_batch(height, width, depths, views, batch) -> dict:
     """A synthetic MVSNet training batch (seeded): a forward-facing rig in which view v is shifted
     sideways by v * 5 % of the depth, random images, depth in [0.5, 1.5]."""
     import torch
@@ -288,62 +290,20 @@ def bench_variants(compile=False, steps=10, groups=("densedepth", "mvsnet-train"
     return rows
 
 
-KERNEL_CATEGORIES = (  # (category, regular expression over CUDA kernel names), first match wins
-    ("layout (NCHW <-> NHWC)", r"nchwtonhwc|nhwctonchw|transpose|permute"),
-    ("convolution", r"conv|xmma|implicit_gemm|fprop|dgrad|wgrad|winograd|cutlass|gemm|cudnn::(?!bn)"),
-    ("batch norm", r"batch_norm|batchnorm|\bbn_|_bn_|welford"),
-    ("concat / copy", r"cat|copy|contiguous"),
-    ("element-wise", r"elementwise|threshold|relu|add|mul|div|sub|fill|where|clamp|pow|sqrt|exp|log"),
-    ("reduction", r"reduce|sum|mean|norm|softmax"),
-    ("pooling / sampling", r"pool|grid_sampler|upsample|interpolate"),
-)
-
-
-def kernel_category(name: str) -> str:
-    """The category of a CUDA kernel's name (see ``KERNEL_CATEGORIES``), else "other"."""
-    import re
-
-    lowered = name.lower()
-    for category, pattern in KERNEL_CATEGORIES:
-        if re.search(pattern, lowered):
-            return category
-    return "other"
-
-
 def kernel_breakdown(model: str = "densedepth", fast: bool = True, steps: int = 3, warmup: int = 2) -> list[dict]:
-    """Where a training step's GPU time goes, by kernel category (torch.profiler; CUDA only).
+    """Where a training step's GPU time goes, by kernel category (``bench_kernels.kernel_times``; CUDA only).
 
     ``model``: "densedepth" (DenseNet-169, 480x640 batch 8) or "mvsnet" (512x640, D=192, batch 1);
     ``fast``: the fast path (AMP [+ channels_last for DenseDepth]) instead of fp32. Rows: category,
     GPU milliseconds per step, share of the step's kernel time, number of kernel launches per step.
     """
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     if not torch.cuda.is_available():
         raise RuntimeError("kernel_breakdown: needs a CUDA GPU (it times CUDA kernels)")
     if model not in ("densedepth", "mvsnet"):
         raise ValueError(f"kernel_breakdown: model {model!r}, expected 'densedepth' or 'mvsnet'")
-    step = _profiled_step(model, fast)
-    for _ in range(warmup):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-    totals, counts = {}, {}
-    for event in prof.key_averages():
-        if event.device_type != torch.autograd.DeviceType.CUDA:
-            continue
-        micros = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
-        category = kernel_category(event.key)
-        totals[category] = totals.get(category, 0.0) + micros
-        counts[category] = counts.get(category, 0) + event.count
-    whole = sum(totals.values()) or 1.0
-    return [{"kernels": category, "ms / step": f"{micros / steps / 1000:.2f}", "share": f"{micros / whole:.0%}",
-             "launches / step": counts[category] // steps}
-            for category, micros in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return kernel_times(_profiled_step(model, fast), steps=steps, warmup=warmup)
 
 
 def _profiled_step(model: str, fast: bool):
@@ -361,7 +321,7 @@ def _profiled_step(model: str, fast: bool):
         net, task = DenseDepth("densenet169"), DenseDepthTask()
     else:
         settings = dict(height=512, width=640, depths=192, views=3, batch=1)
-        batch, net, task = _mvsnet_batch(**settings), MVSNet(), MVSNetTask()
+        batch, net, task = mvsnet_batch(**settings), MVSNet(), MVSNetTask()
     config = TrainConfig(batch_size=1, amp="auto" if fast else "off", channels_last=fast and model == "densedepth",
                          progress=False, device="cuda")
     trainer = Trainer(net, TensorDataset(torch.zeros(1)), task, "unused", config)
@@ -419,7 +379,10 @@ def main(argv=None) -> None:
     elif args.what == "variants":
         print(format_table(bench_variants(args.compile, steps=args.steps, groups=args.groups)))
     elif args.what == "kernels":
-        print(format_table(kernel_breakdown(args.model, fast=not args.fp32)))
+        try:
+            print(format_table(kernel_breakdown(args.model, fast=not args.fp32)))
+        except RuntimeError as error:  # no CUDA here: one line, not a traceback
+            sys.exit(f"python -m depthlib.bench kernels: {error}")
     elif args.what == "casmvsnet":
         from depthlib.bench_cascade import bench_casmvsnet
         print(format_table(bench_casmvsnet(steps=min(args.steps, 3))))

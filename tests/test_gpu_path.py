@@ -197,7 +197,7 @@ def test_every_rank_validates_so_none_waits_in_a_collective(tmp_path):
 
 
 def test_kernel_names_fall_into_the_categories_the_benchmark_reports():
-    from depthlib.bench import kernel_category
+    from depthlib.bench_kernels import kernel_category
 
     names = {
         "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
@@ -218,11 +218,11 @@ def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
     channels_last and 3D ones in channels_last_3d, and the step computes the same loss."""
     from torch.utils.data import TensorDataset
 
-    from depthlib.bench import _mvsnet_batch
+    from depthlib.bench import mvsnet_batch
     from depthlib.models import MVSNet
     from depthlib.train import MVSNetTask
 
-    batch = _mvsnet_batch(64, 64, 8, 3, 1)
+    batch = mvsnet_batch(64, 64, 8, 3, 1)
     losses = {}
     for channels_last in (False, True):
         torch.manual_seed(0)
