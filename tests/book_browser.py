@@ -14,8 +14,12 @@ context with a 1280 x 900 window, as a first-time reader would open it, and reco
 - console errors, uncaught page errors, failed requests and blocked external requests;
 - the math: `.math` elements, MathJax's `mjx-container`s, TeX errors (`mjx-merror`), undefined
   macros and raw TeX (`$...$`, `\\(`, `\\[`) left in the prose;
-- on chapter pages (built from `chapters/{en,zh}/*.ipynb`): the links (the Colab button among them)
-  and the result of clicking the link to the other-language edition;
+- on chapter pages (built from `chapters/{en,zh}/*.ipynb`): the links (the Colab button among them),
+  the result of clicking the link to the other-language edition, and every exercise solution (a
+  collapsed sphinx-exercise dropdown) before and after a click on its toggle button;
+- every code block (`div.highlight pre`, cell outputs excluded) measured in the page once every
+  dropdown is open: how many columns of the code font its area shows, whether it scrolls
+  horizontally, and which lines are wider than the area;
 - the interactive 3D point clouds (`depthlib.viz.show_point_clouds`, chapters 00 and 10 of an
   executed build): whether each `.depthlib-plot3d` view became a plotly graph with a drawn WebGL
   canvas, its static fallback image replaced.
@@ -42,6 +46,7 @@ import html.parser
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +84,12 @@ ARTICLE = "article.bd-article"  # sphinx-book-theme's page body (sidebars and he
 VIEW_CHAPTERS = ("00_introduction", "10_point_clouds")
 VIEW_CLASS = "depthlib-plot3d"  # depthlib.viz.PLOT3D_CLASS; its data-state ends "interactive" or "static"
 VIEWPORT = {"width": 1280, "height": 900}  # the window every page is opened in
+# The widest code line the notebooks may hold (tests/test_notebooks.py checks the sources): the
+# code area at a 1280 px window must show this many columns (_static/code-width.css).
+CODE_COLUMNS = 78
+# sphinx-exercise's solution admonition; `:class: dropdown` makes sphinx-togglebutton collapse it
+# behind a button.toggle-button in its title.
+SOLUTION = "div.solution"
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +170,8 @@ class PageResult:
     other_edition: dict = field(default_factory=dict)
     outputs: int = 0                                    # cell outputs on the page (0: not executed)
     views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
+    solutions: list[dict] = field(default_factory=list)  # each solution before / after its click
+    code: list[dict] = field(default_factory=list)      # each code block's columns and wide lines
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
     def add(self, check: str, message: str) -> None:
@@ -187,6 +200,11 @@ class Crawl:
         lines = [f"browser: {len(self.pages)} pages of {self.html_dir} in {self.seconds:.1f} s "
                  f"({len(self.url_status)} distinct internal URLs checked)",
                  f"browser: screenshots {', '.join(str(p) for p in self.screenshots)}"]
+        code = [block for res in self.pages.values() for block in res.code]
+        if code:
+            lines.append(f"browser: {len(code)} code blocks at a {VIEWPORT['width']} px window show "
+                         f"{min(b['columns'] for b in code):.1f} to {max(b['columns'] for b in code):.1f} "
+                         f"columns of the code font")
         if shutil.which("fc-list") and not subprocess.run(["fc-list", ":lang=zh"], capture_output=True,
                                                            text=True).stdout.strip():
             lines.append("browser: no CJK font installed, so the Chinese screenshots show boxes "
@@ -311,6 +329,57 @@ async () => {
   await document.fonts.ready;
 }
 """
+
+# What a reader sees of one solution: the parts of its body (everything but the title) that are
+# rendered (visibility visible, displayed, fully opaque, with a height) and the text they show.
+SOLUTION_STATE = r"""
+(el) => {
+  const body = [...el.children].filter(c => !c.classList.contains('admonition-title'));
+  const shown = body.filter(c => {
+    const s = getComputedStyle(c);
+    return s.visibility === 'visible' && s.display !== 'none' && parseFloat(s.opacity) > 0.99
+           && c.getBoundingClientRect().height > 0;
+  });
+  const button = el.querySelector('button.toggle-button');
+  return {id: el.id, title: ((el.querySelector('.admonition-title') || {}).textContent || '').trim(),
+          parts: body.length, shown: shown.length, text: shown.map(c => c.innerText).join('').trim().length,
+          expanded: button ? button.getAttribute('aria-expanded') : null};
+}
+"""
+
+# Every code block of the page body (cell outputs excluded: printed text, not code lines), laid
+# out with every dropdown and collapsed cell open: the columns of the code font its area shows
+# (inner width over the width of one character, measured with a ruler in the block's own font),
+# whether it scrolls horizontally, and the lines wider than the area.
+CODE_PROBE = r"""
+(article) => {
+  const main = document.querySelector(article) || document.body;
+  for (const d of main.querySelectorAll('details')) d.open = true;
+  for (const el of main.querySelectorAll('.toggle-hidden')) el.classList.remove('toggle-hidden');
+  const blocks = [];
+  for (const pre of main.querySelectorAll('div.highlight pre')) {
+    if (pre.closest('.cell_output')) continue;
+    const lines = pre.textContent.replace(/\n$/, '').split('\n');
+    const style = getComputedStyle(pre);
+    const width = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const ruler = document.createElement('span');
+    ruler.textContent = '0'.repeat(100);
+    pre.appendChild(ruler);
+    const column = ruler.getBoundingClientRect().width / 100;
+    const wide = [];
+    for (const line of lines) {
+      ruler.textContent = line;
+      if (ruler.getBoundingClientRect().width > width + 0.5) wide.push(line);
+    }
+    ruler.remove();
+    blocks.push({columns: column > 0 ? width / column : 0, laidOut: pre.clientWidth > 0,
+                 overflow: pre.scrollWidth - pre.clientWidth, wide, first: lines[0].slice(0, 60),
+                 inSolution: !!pre.closest('div.solution'), font: style.fontSize});
+  }
+  return blocks;
+}
+"""
+
 
 def _config() -> dict:
     import yaml
@@ -446,6 +515,9 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
         if result.chapter:
+            _open_solutions(page, result)
+        result.code = page.evaluate(CODE_PROBE, ARTICLE)
+        if result.chapter:
             result.listening = False   # the page followed below is checked on its own visit
             _follow_other_edition(page, base, result)
     except Exception as exc:  # noqa: BLE001 - any failure to drive the page is a finding about it
@@ -474,6 +546,34 @@ def _check_page(result: PageResult, probe: dict) -> None:
     for img in probe["images"]:
         if not img["complete"] or img["width"] == 0:
             result.add("images", f"image not decoded: {img['src']} (alt {img['alt']!r})")
+
+
+def _open_solutions(page, result: PageResult) -> None:
+    """Click each solution's toggle button, as a reader would, recording what shows before the
+    clicks and after them; the bodies' fade-in (0.3 s) is waited for, at most 5 s."""
+    solutions = page.locator(f"{ARTICLE} {SOLUTION}")
+    result.solutions = [{"before": solution.evaluate(SOLUTION_STATE)} for solution in solutions.all()]
+    for record, solution in zip(result.solutions, solutions.all()):
+        button = solution.locator("button.toggle-button")
+        if button.count() != 1:
+            result.add("solutions", f"{record['before']['title']!r}: {button.count()} toggle buttons")
+            continue
+        button.click()
+    try:
+        page.wait_for_function(f"(sel) => [...document.querySelectorAll(sel)].every(el => "
+                               f"(s => s.parts > 0 && s.shown === s.parts)(({SOLUTION_STATE})(el)))",
+                               arg=f"{ARTICLE} {SOLUTION}", timeout=5_000)
+    except Exception:  # noqa: BLE001 - what did show is recorded below and judged by the test
+        pass
+    for record, solution in zip(result.solutions, solutions.all()):
+        record["after"] = solution.evaluate(SOLUTION_STATE)
+
+
+def notebook_solutions(edition: str, stem: str) -> int:
+    """How many {solution} directives the chapter's notebook holds (fences in markdown cells)."""
+    cells = json.loads((ROOT / "chapters" / edition / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
+    fence = re.compile(r"^`{3,}\{solution\}", re.MULTILINE)
+    return sum(len(fence.findall("".join(c["source"]))) for c in cells if c["cell_type"] == "markdown")
 
 
 def _follow_other_edition(page, base: str, result: PageResult) -> None:

@@ -10,6 +10,10 @@ else blocked); these tests are the claims about what it found:
 - math is typeset by MathJax: no untypeset element, TeX error, undefined macro or raw TeX;
 - each chapter page (both editions) carries the Colab button for its own notebook and a link to
   the other edition of the same chapter that loads when clicked;
+- each chapter page shows every solution of its notebook collapsed, and a click on its button
+  shows its worked answer;
+- at a 1280 px window every code block shows at least 78 columns of the code font, and no code
+  line scrolls out of its block;
 - on an executed build (`make book`) the interactive 3D point clouds of chapters 00 and 10 load (a
   structural build has no outputs: that test skips there, with the reason);
 - the screenshots (landing page, one chapter per edition) are saved.
@@ -27,7 +31,7 @@ import os
 import pytest
 
 import book_browser
-from book_browser import EDITIONS, ROOT, VIEW_CHAPTERS, VIEW_CLASS
+from book_browser import CODE_COLUMNS, EDITIONS, ROOT, VIEW_CHAPTERS, VIEW_CLASS, VIEWPORT
 
 REQUIRED = os.environ.get("DEPTHBOOK_BROWSER_REQUIRED") == "1"
 
@@ -117,6 +121,47 @@ def test_chapter_pages_link_the_other_edition(crawl):
     assert not crawl.report("other edition"), "\n" + crawl.report("other edition")
     followed = [r for r in chapters if r.other_edition.get("status") == 200]
     assert len(followed) == len(chapters), [r.rel for r in chapters if r not in followed]
+
+
+def test_exercise_solutions_start_collapsed_and_open_on_click(crawl):
+    problems = [line for line in crawl.report("solutions").splitlines() if line]
+    chapters = _chapter_pages(crawl)
+    for res in sorted(chapters, key=lambda r: r.rel):
+        expected = book_browser.notebook_solutions(*res.chapter)
+        if len(res.solutions) != expected:
+            problems.append(f"{res.rel}: {len(res.solutions)} solutions on the page, {expected} in the notebook")
+        for sol in res.solutions:
+            before, after = sol["before"], sol["after"]
+            if before["shown"] or before["expanded"] != "false":
+                problems.append(f"{res.rel}: {before['title']!r} is open before any click "
+                                f"({before['shown']} of {before['parts']} parts shown)")
+            if not after["parts"] or after["shown"] != after["parts"] or not after["text"] \
+                    or after["expanded"] != "true":
+                problems.append(f"{res.rel}: {after['title']!r} not shown after a click on its button "
+                                f"({after['shown']} of {after['parts']} parts, {after['text']} characters)")
+    assert any(res.solutions for res in chapters), "no solution on any chapter page: the check would be vacuous"
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def _code_blocks(crawl):
+    assert crawl.pages and all(r.code for r in _chapter_pages(crawl)), \
+        [r.rel for r in _chapter_pages(crawl) if not r.code]
+    return [(rel, i, block) for rel, res in sorted(crawl.pages.items()) for i, block in enumerate(res.code)]
+
+
+def test_code_area_shows_78_columns_at_1280_px(crawl):
+    narrow = [f"{rel}: code block {i} ({block['first']!r}) shows {block['columns']:.1f} columns "
+              f"at {block['font']} in a {VIEWPORT['width']} px window"
+              + ("" if block["laidOut"] else " (not laid out)")
+              for rel, i, block in _code_blocks(crawl) if block["columns"] < CODE_COLUMNS]
+    assert not narrow, f"{len(narrow)} code areas narrower than {CODE_COLUMNS} columns:\n" + "\n".join(narrow)
+
+
+def test_code_lines_fit_their_code_area_at_1280_px(crawl):
+    cut = [f"{rel}: code block {i} scrolls by {block['overflow']} px; wider lines:\n    "
+           + "\n    ".join(block["wide"])
+           for rel, i, block in _code_blocks(crawl) if block["overflow"] > 0 or block["wide"]]
+    assert not cut, f"{len(cut)} code blocks wider than their area:\n" + "\n".join(cut)
 
 
 def test_point_cloud_3d_views_load(crawl):
