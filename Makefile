@@ -50,9 +50,9 @@ book-structure: $(STAMP)
 
 # The rendered book in headless Chromium (tests/test_browser.py, its server and crawler in
 # tests/book_browser.py): every page of BROWSER_HTML served on localhost; links, images, console
-# errors, typeset math, Colab button, other-edition link, exercise solutions that open, code that
-# fits a 1280 px window; screenshots in BROWSER_HTML/../screenshots. Needs Debian's `chromium`
-# (skips without it).
+# errors, typeset math, Colab button, other-edition link, exercise hints and solutions that open,
+# code that fits a 1280 px window; screenshots in BROWSER_HTML/../screenshots. Needs Debian's
+# `chromium` (skips without it).
 # The structural build: make browser-test BROWSER_HTML=_build/structural/_build/html
 BROWSER_HTML ?= _build/html
 browser-test: $(STAMP)

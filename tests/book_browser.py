@@ -15,8 +15,8 @@ context with a 1280 x 900 window, as a first-time reader would open it, and reco
 - the math: `.math` elements, MathJax's `mjx-container`s, TeX errors (`mjx-merror`), undefined
   macros and raw TeX (`$...$`, `\\(`, `\\[`) left in the prose;
 - on chapter pages (built from `chapters/{en,zh}/*.ipynb`): the links (the Colab button among them),
-  the result of clicking the link to the other-language edition, and every exercise solution (a
-  collapsed sphinx-exercise dropdown) before and after a click on its toggle button;
+  the result of clicking the link to the other-language edition, and every exercise's hint and
+  solution (collapsed dropdowns) before and after a click on its toggle button;
 - every code block (`div.highlight pre`, cell outputs excluded) measured in the page once every
   dropdown is open: how many columns of the code font its area shows, whether it scrolls
   horizontally, and which lines are wider than the area;
@@ -87,9 +87,10 @@ VIEWPORT = {"width": 1280, "height": 900}  # the window every page is opened in
 # The widest code line the notebooks may hold (tests/test_notebooks.py checks the sources): the
 # code area at a 1280 px window must show this many columns (_static/code-width.css).
 CODE_COLUMNS = 78
-# sphinx-exercise's solution admonition; `:class: dropdown` makes sphinx-togglebutton collapse it
-# behind a button.toggle-button in its title.
-SOLUTION = "div.solution"
+# The dropdowns of the exercises, by directive: sphinx-exercise's solution admonition and the hint
+# admonition inside each exercise; `:class: dropdown` makes sphinx-togglebutton collapse each behind
+# a button.toggle-button in its title.
+DROPDOWNS = {"hint": "div.hint", "solution": "div.solution"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class PageResult:
     other_edition: dict = field(default_factory=dict)
     outputs: int = 0                                    # cell outputs on the page (0: not executed)
     views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
-    solutions: list[dict] = field(default_factory=list)  # each solution before / after its click
+    dropdowns: list[dict] = field(default_factory=list)  # each hint / solution before and after its click
     code: list[dict] = field(default_factory=list)      # each code block's columns and wide lines
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
@@ -330,9 +331,10 @@ async () => {
 }
 """
 
-# What a reader sees of one solution: the parts of its body (everything but the title) that are
-# rendered (visibility visible, displayed, fully opaque, with a height) and the text they show.
-SOLUTION_STATE = r"""
+# What a reader sees of one hint or solution: the parts of its body (everything but the title)
+# that are rendered (visibility visible, displayed, fully opaque, with a height), the text they
+# show and the toggle button's aria-expanded.
+DROPDOWN_STATE = r"""
 (el) => {
   const body = [...el.children].filter(c => !c.classList.contains('admonition-title'));
   const shown = body.filter(c => {
@@ -515,7 +517,7 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
         if result.chapter:
-            _open_solutions(page, result)
+            _open_dropdowns(page, result)
         result.code = page.evaluate(CODE_PROBE, ARTICLE)
         if result.chapter:
             result.listening = False   # the page followed below is checked on its own visit
@@ -548,32 +550,34 @@ def _check_page(result: PageResult, probe: dict) -> None:
             result.add("images", f"image not decoded: {img['src']} (alt {img['alt']!r})")
 
 
-def _open_solutions(page, result: PageResult) -> None:
-    """Click each solution's toggle button, as a reader would, recording what shows before the
-    clicks and after them; the bodies' fade-in (0.3 s) is waited for, at most 5 s."""
-    solutions = page.locator(f"{ARTICLE} {SOLUTION}")
-    result.solutions = [{"before": solution.evaluate(SOLUTION_STATE)} for solution in solutions.all()]
-    for record, solution in zip(result.solutions, solutions.all()):
-        button = solution.locator("button.toggle-button")
+def _open_dropdowns(page, result: PageResult) -> None:
+    """Click each hint's and solution's toggle button, as a reader would, recording what shows
+    before the clicks and after them; the bodies' fade-in (0.3 s) is waited for, at most 5 s."""
+    found = [(kind, element) for kind, selector in DROPDOWNS.items()
+             for element in page.locator(f"{ARTICLE} {selector}").all()]
+    result.dropdowns = [{"kind": kind, "before": element.evaluate(DROPDOWN_STATE)} for kind, element in found]
+    for record, (_, element) in zip(result.dropdowns, found):
+        button = element.locator("button.toggle-button")
         if button.count() != 1:
-            result.add("solutions", f"{record['before']['title']!r}: {button.count()} toggle buttons")
+            result.add("dropdowns", f"{record['kind']} {record['before']['title']!r}: "
+                                    f"{button.count()} toggle buttons")
             continue
         button.click()
     try:
         page.wait_for_function(f"(sel) => [...document.querySelectorAll(sel)].every(el => "
-                               f"(s => s.parts > 0 && s.shown === s.parts)(({SOLUTION_STATE})(el)))",
-                               arg=f"{ARTICLE} {SOLUTION}", timeout=5_000)
+                               f"(s => s.parts > 0 && s.shown === s.parts)(({DROPDOWN_STATE})(el)))",
+                               arg=", ".join(f"{ARTICLE} {sel}" for sel in DROPDOWNS.values()), timeout=5_000)
     except Exception:  # noqa: BLE001 - what did show is recorded below and judged by the test
         pass
-    for record, solution in zip(result.solutions, solutions.all()):
-        record["after"] = solution.evaluate(SOLUTION_STATE)
+    for record, (_, element) in zip(result.dropdowns, found):
+        record["after"] = element.evaluate(DROPDOWN_STATE)
 
 
-def notebook_solutions(edition: str, stem: str) -> int:
-    """How many {solution} directives the chapter's notebook holds (fences in markdown cells)."""
+def notebook_dropdowns(edition: str, stem: str) -> dict[str, int]:
+    """How many of each DROPDOWNS directive the chapter's notebook holds (fences in markdown cells)."""
     cells = json.loads((ROOT / "chapters" / edition / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
-    fence = re.compile(r"^`{3,}\{solution\}", re.MULTILINE)
-    return sum(len(fence.findall("".join(c["source"]))) for c in cells if c["cell_type"] == "markdown")
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return {kind: len(re.findall(rf"^`{{3,}}\{{{kind}\}}", text, re.MULTILINE)) for kind in DROPDOWNS}
 
 
 def _follow_other_edition(page, base: str, result: PageResult) -> None:

@@ -10,8 +10,8 @@ else blocked); these tests are the claims about what it found:
 - math is typeset by MathJax: no untypeset element, TeX error, undefined macro or raw TeX;
 - each chapter page (both editions) carries the Colab button for its own notebook and a link to
   the other edition of the same chapter that loads when clicked;
-- each chapter page shows every solution of its notebook collapsed, and a click on its button
-  shows its worked answer;
+- each chapter page shows every hint and solution of its notebook's exercises collapsed, and a
+  click on its button shows it (the worked answer of a solution);
 - at a 1280 px window every code block shows at least 78 columns of the code font, and no code
   line scrolls out of its block;
 - on an executed build (`make book`) the interactive 3D point clouds of chapters 00 and 10 load (a
@@ -123,23 +123,25 @@ def test_chapter_pages_link_the_other_edition(crawl):
     assert len(followed) == len(chapters), [r.rel for r in chapters if r not in followed]
 
 
-def test_exercise_solutions_start_collapsed_and_open_on_click(crawl):
-    problems = [line for line in crawl.report("solutions").splitlines() if line]
+def test_exercise_hints_and_solutions_start_collapsed_and_open_on_click(crawl):
+    problems = [line for line in crawl.report("dropdowns").splitlines() if line]
     chapters = _chapter_pages(crawl)
     for res in sorted(chapters, key=lambda r: r.rel):
-        expected = book_browser.notebook_solutions(*res.chapter)
-        if len(res.solutions) != expected:
-            problems.append(f"{res.rel}: {len(res.solutions)} solutions on the page, {expected} in the notebook")
-        for sol in res.solutions:
-            before, after = sol["before"], sol["after"]
+        on_page = {kind: sum(d["kind"] == kind for d in res.dropdowns) for kind in book_browser.DROPDOWNS}
+        in_notebook = book_browser.notebook_dropdowns(*res.chapter)
+        if on_page != in_notebook:
+            problems.append(f"{res.rel}: {on_page} on the page, {in_notebook} in the notebook")
+        for drop in res.dropdowns:
+            before, after = drop["before"], drop["after"]
             if before["shown"] or before["expanded"] != "false":
-                problems.append(f"{res.rel}: {before['title']!r} is open before any click "
+                problems.append(f"{res.rel}: {drop['kind']} {before['title']!r} is open before any click "
                                 f"({before['shown']} of {before['parts']} parts shown)")
             if not after["parts"] or after["shown"] != after["parts"] or not after["text"] \
                     or after["expanded"] != "true":
-                problems.append(f"{res.rel}: {after['title']!r} not shown after a click on its button "
-                                f"({after['shown']} of {after['parts']} parts, {after['text']} characters)")
-    assert any(res.solutions for res in chapters), "no solution on any chapter page: the check would be vacuous"
+                problems.append(f"{res.rel}: {drop['kind']} {after['title']!r} not shown after a click on its "
+                                f"button ({after['shown']} of {after['parts']} parts, {after['text']} characters)")
+    kinds = {d["kind"] for res in chapters for d in res.dropdowns}
+    assert kinds == set(book_browser.DROPDOWNS), f"only {sorted(kinds)} found: the check would be vacuous"
     assert not problems, "\n" + "\n".join(problems)
 
 
