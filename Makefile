@@ -48,9 +48,11 @@ book-structure: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going --config _config.structural.yml --path-output _build/structural; \
 	status=$$?; rm -f _config.structural.yml; exit $$status
 
-# The rendered book in headless Chromium (tests/test_browser.py): every page of BROWSER_HTML served
-# on localhost; links, images, console errors, typeset math, Colab button, other-edition link;
-# screenshots in BROWSER_HTML/../screenshots. Needs Debian's `chromium` (skips without it).
+# The rendered book in headless Chromium (tests/test_browser.py, its server and crawler in
+# tests/book_browser.py): every page of BROWSER_HTML served on localhost; links, images, console
+# errors, typeset math, Colab button, other-edition link, exercise hints and solutions that open,
+# code that fits a 1280 px window; screenshots in BROWSER_HTML/../screenshots. Needs Debian's
+# `chromium` (skips without it).
 # The structural build: make browser-test BROWSER_HTML=_build/structural/_build/html
 BROWSER_HTML ?= _build/html
 browser-test: $(STAMP)
@@ -62,7 +64,7 @@ browser-test: $(STAMP)
 # .cache/browser-assets: the browser test serves them in place of the CDN, offline. Once; later
 # runs find them.
 browser-assets: $(STAMP)
-	$(PY) tests/test_browser.py fetch-assets
+	$(PY) tests/book_browser.py fetch-assets
 
 clean:
 	rm -rf _build _config.structural.yml

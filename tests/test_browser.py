@@ -1,194 +1,39 @@
-"""The rendered book in a real browser: every page of a built HTML book, driven in headless Chromium.
+"""The rendered book in a real browser: every page of a built HTML book, in headless Chromium.
 
-The HTML folder is `$DEPTHBOOK_HTML`, else `_build/html` (`make book`), else the structural build
-`_build/structural/_build/html` (`make book-structure`). The folder is served on a free localhost
-port and every page of the book (every document in the build's search index, plus `index.html`,
-`genindex.html` and `search.html`) is opened in a fresh browser context, as a first-time reader
-would open it. Checked on every page:
+tests/book_browser.py serves the HTML folder on localhost and opens every page in a fresh 1280 x
+900 window, with every request kept on this machine (the CDN files from local copies, everything
+else blocked); these tests are the claims about what it found:
 
-- the page loads with HTTP 200 (`index.html` redirects to the toc's root page);
-- every same-origin `<a href>` resolves (HTTP 200, and a `#fragment` names an id on the target
-  page) and every `<img>` resolves and is decoded (naturalWidth > 0); each distinct URL is fetched
-  once;
-- no console error, uncaught page error or failed request;
-- math is typeset: every `.math` element holds a MathJax `mjx-container`, with no TeX error
-  (`mjx-merror`) and no undefined macro, and no raw TeX (`$...$`, `\\(`, `\\[`) is left in the prose;
-- chapter pages (pages built from `chapters/{en,zh}/*.ipynb`) carry the Colab launch button for
-  their own notebook and a link to the other-language edition of the same chapter, and clicking
-  that link loads it;
-- on an executed build (`make book`), the interactive 3D point clouds (`depthlib.viz.show_point_clouds`)
-  of chapters 00 and 10 load: each `.depthlib-plot3d` view becomes a plotly graph with a drawn
-  WebGL canvas, its static fallback image replaced. A structural build has no outputs, so that
-  check skips there, with the reason.
+- every page loads (HTTP 200; `index.html` lands on the toc's root page);
+- every same-origin link resolves, its `#fragment` included, and every image loads and decodes;
+- no console error, uncaught page error, failed request or request to another site;
+- math is typeset by MathJax: no untypeset element, TeX error, undefined macro or raw TeX;
+- each chapter page (both editions) carries the Colab button for its own notebook and a link to
+  the other edition of the same chapter that loads when clicked;
+- each chapter page shows every hint and solution of its notebook's exercises collapsed, and a
+  click on its button shows it (the worked answer of a solution);
+- at a 1280 px window every code block shows at least 78 columns of the code font, and no code
+  line scrolls out of its block;
+- on an executed build (`make book`) the interactive 3D point clouds of chapters 00 and 10 load (a
+  structural build has no outputs: that test skips there, with the reason);
+- the screenshots (landing page, one chapter per edition) are saved.
 
-Screenshots of the landing page and two chapters (one per edition) go next to the HTML folder
-(`<html>/../screenshots/`, or `$DEPTHBOOK_SCREENSHOTS`).
-
-Offline by design. The pages load MathJax 3 from a CDN; the 3D-view pages load plotly.js from the
-book's own `_static/` (_ext/plotly_pages.py). Those requests are answered from a local
-copy of the same files (`CDN_MIRRORS`, fetched from the npm registry by `make browser-assets`, i.e.
-`python tests/test_browser.py fetch-assets`), so MathJax really typesets the pages. The book loads
-no widget JavaScript (see _config.yml). Every other external request is blocked, and a blocked request fails the test: a
-page of this book should need nothing from the network to render. Links to external sites (GitHub,
-Colab) are not followed; the Colab button's target is checked against `_config.yml` and the
-repository's notebooks.
-
-The test skips, with the reason, when no book is built, when no Chromium is installed (Debian's
-`chromium`; `$CHROMIUM` overrides the path), when the `playwright` package is missing or when the
-local CDN copies have not been fetched. With `DEPTHBOOK_BROWSER_REQUIRED=1` (set by `.ci/run` once
-it has installed Chromium and the CDN copies) each of those is a failure instead.
+The tests skip, with the reason, when no book is built, when no Chromium is installed, when the
+`playwright` package is missing or when the local CDN copies have not been fetched
+(`make browser-assets`). With `DEPTHBOOK_BROWSER_REQUIRED=1` (set by `.ci/run` once it has installed
+Chromium and the CDN copies) each of those is a failure instead.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
-import html.parser
-import http.server
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-HTML_CANDIDATES = (ROOT / "_build" / "html", ROOT / "_build" / "structural" / "_build" / "html")
-ASSETS = Path(os.environ.get("DEPTHBOOK_BROWSER_ASSETS", ROOT / ".cache" / "browser-assets"))
+import book_browser
+from book_browser import CODE_COLUMNS, EDITIONS, ROOT, VIEW_CHAPTERS, VIEW_CLASS, VIEWPORT
+
 REQUIRED = os.environ.get("DEPTHBOOK_BROWSER_REQUIRED") == "1"
-EDITIONS = ("en", "zh")
-
-# CDN folders the built pages load from, answered from local copies of the same npm packages:
-# (URL prefix ending in "/", npm package whose files the prefix maps to).
-CDN_MIRRORS = (
-    # Sphinx's default mathjax_path (every page with math); npm's mathjax@3 is jsDelivr's mathjax@3.
-    ("https://cdn.jsdelivr.net/npm/mathjax@3/", "mathjax@3"),
-    # No widget manager: the book loads no widget JavaScript (_config.yml), so a page that asks for
-    # require.js or @jupyter-widgets/html-manager fails the test as a blocked request.
-)
-
-# Flags known to keep headless Chromium quiet on a closed network (no background connections).
-CHROMIUM_ARGS = (
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-)
-ARTICLE = "article.bd-article"  # sphinx-book-theme's page body (sidebars and header excluded)
-# Chapters whose fused point clouds are interactive 3D views (depthlib.viz.show_point_clouds).
-VIEW_CHAPTERS = ("00_introduction", "10_point_clouds")
-VIEW_CLASS = "depthlib-plot3d"  # depthlib.viz.PLOT3D_CLASS; its data-state ends "interactive" or "static"
-
-
-# --------------------------------------------------------------------------------------------
-# local CDN copies
-
-
-def _asset_dir(spec: str) -> Path:
-    return ASSETS / spec.replace("/", "__")
-
-
-def missing_assets() -> list[str]:
-    return [spec for _, spec in CDN_MIRRORS if not (_asset_dir(spec) / ".complete").is_file()]
-
-
-def _fetch_npm(spec: str, dest: Path, tmp: Path) -> str:
-    """`npm pack` (the package's files only: no dependencies, no install scripts), unpacked."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit(f"npm not found: cannot fetch {spec} (install Debian's npm)")
-    out = subprocess.run([npm, "pack", "--silent", spec], cwd=tmp, check=True,
-                         capture_output=True, text=True).stdout.split()
-    with tarfile.open(tmp / out[-1]) as tar:
-        for member in tar.getmembers():
-            # npm tarballs hold one top folder ("package/"); keep the regular files under it
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 2 or ".." in parts:
-                continue
-            target = dest.joinpath(*parts[1:])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    return json.loads((dest / "package.json").read_text())["version"]
-
-
-def fetch_assets() -> None:
-    """Fetch every CDN_MIRRORS package into ASSETS (once; later calls find them)."""
-    for _, spec in CDN_MIRRORS:
-        dest = _asset_dir(spec)
-        if (dest / ".complete").is_file():
-            print(f"browser assets: {spec} already in {dest}")
-            continue
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            version = _fetch_npm(spec, dest, Path(tmp))
-        (dest / ".complete").write_text(f"{spec} {version}\n")
-        print(f"browser assets: {spec} -> {version} in {dest}")
-
-
-def mirrored_file(url: str) -> Path | None:
-    """The local copy answering a CDN URL, or None when the URL is not mirrored."""
-    bare = url.split("#")[0].split("?")[0]
-    for prefix, spec in CDN_MIRRORS:
-        if not bare.startswith(prefix):
-            continue
-        base = _asset_dir(spec).resolve()
-        path = (base / urllib.parse.unquote(bare[len(prefix):])).resolve()
-        return path if path.is_file() and path.is_relative_to(base) else None
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# what a crawl records
-
-
-@dataclass
-class PageResult:
-    rel: str                      # path of the page in the HTML folder
-    seconds: float = 0.0
-    status: int | None = None
-    final_url: str = ""
-    problems: dict[str, list[str]] = field(default_factory=dict)   # check name -> messages
-    links: list[str] = field(default_factory=list)       # absolute hrefs of every <a>
-    images: list[dict] = field(default_factory=list)
-    math: dict = field(default_factory=dict)
-    chapter: tuple[str, str] | None = None              # (edition, stem) for chapter pages
-    article_links: list[str] = field(default_factory=list)
-    other_edition: dict = field(default_factory=dict)
-    outputs: int = 0                                    # cell outputs on the page (0: not executed)
-    views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
-    listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
-
-    def add(self, check: str, message: str) -> None:
-        if self.listening:
-            self.problems.setdefault(check, []).append(message)
-
-
-@dataclass(repr=False)
-class Crawl:
-    html_dir: Path
-    base: str
-    pages: dict[str, PageResult]
-    url_status: dict[str, int]
-    missing_fragments: dict[str, list[str]]
-    screenshots: list[Path]
-    seconds: float
-    stale_files: list[str]
-
-
-def _chromium() -> str | None:
-    env = os.environ.get("CHROMIUM")
-    if env:
-        return env if Path(env).is_file() else None
-    return shutil.which("chromium")
 
 
 def _unavailable(reason: str):
@@ -197,432 +42,48 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-def _html_dir() -> Path | None:
-    env = os.environ.get("DEPTHBOOK_HTML")
-    if env:
-        return Path(env).resolve()
-    for candidate in HTML_CANDIDATES:
-        if (candidate / "searchindex.js").is_file():
-            return candidate
-    return None
-
-
-def _book_pages(html_dir: Path) -> tuple[list[str], list[str]]:
-    """The pages of this build (from its search index) and any other .html files lying around."""
-    text = (html_dir / "searchindex.js").read_text(encoding="utf-8")
-    index = json.loads(text[text.index("(") + 1: text.rindex(")")])
-    pages = sorted(f"{doc}.html" for doc in index["docnames"])
-    pages += [p for p in ("index.html", "genindex.html", "search.html") if (html_dir / p).is_file()]
-    on_disk = {p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")}
-    stale = sorted(p for p in on_disk - set(pages)
-                   if not p.startswith(("_static/", "_sources/", "_images/")))
-    return pages, stale
-
-
-class _Ids(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.ids: set[str] = set()
-
-    def handle_starttag(self, tag, attrs):
-        for key, value in attrs:
-            if key in ("id", "name") and value:
-                self.ids.add(value)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        # the browser drops connections it no longer needs (a closed context); anything else is real
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
-# Collects, in the page, what the checks need (after MathJax has finished).
-PAGE_PROBE = r"""
-(article) => {
-  const main = document.querySelector(article) || document.body;
-  const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
-  const articleLinks = [...main.querySelectorAll('a[href]')].map(a => a.href);
-  const images = [...document.querySelectorAll('img')].map(img => ({
-    src: img.currentSrc || img.src, complete: img.complete, width: img.naturalWidth,
-    alt: img.alt || ''}));
-  const maths = [...main.querySelectorAll('.math')];
-  const untypeset = maths.filter(m => !m.querySelector('mjx-container'))
-                         .map(m => m.textContent.trim().slice(0, 80));
-  const texErrors = [...main.querySelectorAll('mjx-merror')]
-                         .map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120));
-  // MathJax's noundefined extension draws an unknown macro as red text, not as an error
-  const undefinedMacros = [];
-  const mj = window.MathJax && window.MathJax.startup;
-  if (mj && mj.document && mj.toMML) {
-    for (const item of mj.document.math) {
-      const found = mj.toMML(item.root).match(/<mtext mathcolor="red">\\[^<]*<\/mtext>/g);
-      if (found) undefinedMacros.push(`${String(item.math).slice(0, 80)} -> ${found.join(' ')}`);
-    }
-  }
-  // raw TeX left in the prose (code, typeset math and outputs' <pre> are skipped)
-  const skip = 'pre, code, script, style, textarea, mjx-container, .highlight';
-  const rawTex = /\$\$|\$[^\s$][^$\n]*\$|\\\(|\\\)|\\\[|\\\]|\\(?:frac|begin|end|mathbf|mathrm|sum|sqrt|left|right|cdot|times)\b/;
-  const raw = [];
-  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const parent = node.parentElement;
-    if (!parent || parent.closest(skip)) continue;
-    const m = node.textContent.match(rawTex);
-    if (m) raw.push(node.textContent.trim().slice(0, 120));
-  }
-  const views = [...main.querySelectorAll('.depthlib-plot3d')].map(el => ({
-    state: el.dataset.state || '', plotly: !!el.querySelector('.js-plotly-plot'),
-    canvases: [...el.querySelectorAll('canvas')].filter(c => c.width > 0 && c.height > 0).length,
-    fallback: !!el.querySelector('img')}));
-  return {links, articleLinks, images, views, outputs: main.querySelectorAll('.cell_output').length,
-          math: {elements: maths.length, containers: main.querySelectorAll('mjx-container').length,
-                 untypeset, texErrors, undefinedMacros, raw,
-                 mathjax: !!(window.MathJax && window.MathJax.version), version: (window.MathJax || {}).version || null},
-          h1: (main.querySelector('h1') || {}).textContent || ''};
-}
-"""
-
-# A 3D view decides once plotly.js and the page have loaded: "interactive" (drawn) or "static".
-WAIT_FOR_VIEWS = r"""
-(selector) => [...document.querySelectorAll(selector)].every(el => el.dataset.state && el.dataset.state !== 'loading')
-"""
-
-WAIT_FOR_MATHJAX = r"""
-async () => {
-  if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {
-    await window.MathJax.startup.promise;
-  }
-  await document.fonts.ready;
-}
-"""
-
-
-def _config() -> dict:
-    import yaml
-
-    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-
-
-def _colab_url(edition: str, stem: str) -> str:
-    cfg = _config()
-    repo = urllib.parse.urlparse(cfg["repository"]["url"]).path.strip("/")
-    book = (cfg["repository"].get("path_to_book") or "").strip("/")
-    path = "/".join(p for p in (book, "chapters", edition, f"{stem}.ipynb") if p)
-    return f"{cfg['launch_buttons']['colab_url'].rstrip('/')}/github/{repo}/blob/{cfg['repository']['branch']}/{path}"
-
-
-def _landing(html_dir: Path) -> str:
-    """The page a reader lands on: index.html, or the toc's root page when index.html redirects."""
-    import yaml
-
-    index = (html_dir / "index.html").read_text(encoding="utf-8", errors="replace").lower()
-    if 'http-equiv="refresh"' not in index:
-        return "index.html"
-    return yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))["root"] + ".html"
-
-
-def _crawl(html_dir: Path, chromium: str, sync_playwright) -> Crawl:
-    started = time.monotonic()
-    pages, stale = _book_pages(html_dir)
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = _Server(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    shots_dir = Path(os.environ.get("DEPTHBOOK_SCREENSHOTS", html_dir.parent / "screenshots"))
-    results: dict[str, PageResult] = {}
-    targets = _screenshot_targets(html_dir, pages)
-    shots_dir.mkdir(parents=True, exist_ok=True)
-    for pattern in ("landing.png", "en-*.png", "zh-*.png"):   # this test's own earlier screenshots
-        for old in shots_dir.glob(pattern):
-            old.unlink()
-    shots: list[Path] = []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                         chromium_sandbox=False, args=list(CHROMIUM_ARGS))
-            try:
-                for rel in pages:
-                    shot = shots_dir / f"{targets[rel]}.png" if rel in targets else None
-                    results[rel] = _visit(browser, base, html_dir, rel, shot)
-                    if shot is not None and shot.is_file():
-                        shots.append(shot)
-            finally:
-                browser.close()
-        url_status, fragments = _check_urls(base, results)
-    finally:
-        server.shutdown()
-        server.server_close()
-    return Crawl(html_dir, base, results, url_status, fragments, shots,
-                 time.monotonic() - started, stale)
-
-
-def _new_page(browser, base: str, result: PageResult | None):
-    """A fresh context (empty storage, like a first visit) whose requests never leave localhost:
-    same-origin requests go to the server, mirrored CDN files come from the local copies, every
-    other request is blocked and recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    # 60 s, not Playwright's 30: the 3D-view pages parse 4.8 MB of plotly.js before their load event,
-    # and a shared 2-core machine took 12-19 s per such page in one crawl
-    context.set_default_timeout(60_000)
-
-    def route(route):
-        url = route.request.url
-        if url.startswith(base) or url.startswith("data:"):
-            route.continue_()
-            return
-        local = mirrored_file(url)
-        if local is not None:
-            route.fulfill(path=str(local), headers={"Access-Control-Allow-Origin": "*"})
-            return
-        if result is not None:
-            result.add("external requests", f"blocked request to {url} (not mirrored in CDN_MIRRORS)")
-        route.abort()
-
-    context.route("**/*", route)
-    return context, context.new_page()
-
-
-def _chapter_of(html_dir: Path, rel: str) -> tuple[str, str] | None:
-    """(edition, stem) when the page was built from a notebook chapters/<edition>/<stem>.ipynb."""
-    parts = rel.split("/")
-    if (len(parts) == 3 and parts[0] == "chapters" and parts[1] in EDITIONS and parts[2].endswith(".html")
-            and (html_dir / "_sources" / "chapters" / parts[1] / (parts[2][:-5] + ".ipynb")).is_file()):
-        return parts[1], parts[2][:-5]
-    return None
-
-
-def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None) -> PageResult:
-    started = time.monotonic()
-    result = PageResult(rel)
-    result.chapter = _chapter_of(html_dir, rel)
-    context, page = _new_page(browser, base, result)
-
-    def on_console(msg):
-        if msg.type == "error":
-            where = msg.location.get("url", "") if msg.location else ""
-            result.add("console errors", f"{msg.text} [{where}]")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda err: result.add("console errors", f"uncaught: {err}"))
-    page.on("response", lambda r: r.url.startswith(base) and r.status >= 400
-            and result.add("failed requests", f"HTTP {r.status} {r.url}"))
-    page.on("requestfailed", lambda r: r.url.startswith(base)
-            and result.add("failed requests", f"{r.failure} {r.url}"))
-    try:
-        response = page.goto(base + rel, wait_until="load")
-        result.status = response.status if response else None
-        if result.status != 200:
-            result.add("page loads", f"HTTP {result.status}")
-        if rel == "index.html" and _landing(html_dir) != rel:   # a redirect: follow it
-            page.wait_for_url(base + _landing(html_dir), timeout=10_000)
-            page.wait_for_load_state("load")
-        page.wait_for_load_state("networkidle")
-        page.evaluate(WAIT_FOR_MATHJAX)
-        try:
-            page.wait_for_function(WAIT_FOR_VIEWS, arg=f".{VIEW_CLASS}", timeout=30_000)
-        except Exception as exc:  # noqa: BLE001 - reported by the 3D view check, with what the page shows
-            result.add("3d views", f"a 3D view still loading after 30 s ({type(exc).__name__})")
-        result.final_url = page.url
-        probe = page.evaluate(PAGE_PROBE, ARTICLE)
-        result.links, result.images, result.math = probe["links"], probe["images"], probe["math"]
-        result.outputs, result.views = probe["outputs"], probe["views"]
-        result.article_links = probe["articleLinks"]
-        _check_page(result, probe)
-        if screenshot is not None:
-            page.screenshot(path=str(screenshot), full_page=True)
-        if result.chapter:
-            result.listening = False   # the page followed below is checked on its own visit
-            _follow_other_edition(page, base, result)
-    except Exception as exc:  # noqa: BLE001 - any failure to drive the page is a finding about it
-        result.listening = True
-        result.add("page loads", f"{type(exc).__name__}: {exc}")
-    finally:
-        context.close()
-        result.listening = True
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _check_page(result: PageResult, probe: dict) -> None:
-    math = probe["math"]
-    if math["elements"]:
-        if not math["mathjax"]:
-            result.add("math", f"{math['elements']} math elements but MathJax did not load")
-        for text in math["untypeset"]:
-            result.add("math", f"math not typeset: {text!r}")
-    for err in math["texErrors"]:
-        result.add("math", f"TeX error: {err!r}")
-    for text in math["undefinedMacros"]:
-        result.add("math", f"undefined TeX macro: {text}")
-    for text in math["raw"]:
-        result.add("math", f"raw TeX in the prose: {text!r}")
-    for img in probe["images"]:
-        if not img["complete"] or img["width"] == 0:
-            result.add("images", f"image not decoded: {img['src']} (alt {img['alt']!r})")
-
-
-def _follow_other_edition(page, base: str, result: PageResult) -> None:
-    def add(message):
-        result.listening = True
-        result.add("other edition", message)
-        result.listening = False
-
-    edition, stem = result.chapter
-    other = "zh" if edition == "en" else "en"
-    target = f"{base}chapters/{other}/{stem}.html"
-    hits = [i for i, href in enumerate(result.article_links) if href.split("#")[0] == target]
-    result.other_edition = {"target": target, "links": len(hits)}
-    if not hits:
-        add(f"no link to chapters/{other}/{stem}.html in the page body")
-        return
-    # the landed page is checked on its own visit: here it only has to arrive (HTTP 200, a title)
-    with page.expect_navigation(wait_until="domcontentloaded") as nav:
-        page.locator(f"{ARTICLE} a[href]").nth(hits[0]).click()
-    response = nav.value
-    landed = page.url.split("#")[0]
-    h1 = page.evaluate(f"() => (document.querySelector('{ARTICLE} h1') || {{}}).textContent || ''")
-    result.other_edition.update(landed=landed, status=response.status if response else None, h1=h1.strip())
-    if landed != target or not response or response.status != 200 or not h1.strip():
-        add(f"following the link to {target} landed on {landed} "
-            f"(HTTP {response.status if response else None}, title {h1.strip()!r})")
-
-
-def _check_urls(base: str, results: dict[str, PageResult]) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """Fetch every distinct same-origin link / image URL once; check #fragments against ids."""
-    wanted: dict[str, set[str]] = {}
-    for res in results.values():
-        for url in res.links + [img["src"] for img in res.images]:
-            if not url.startswith(base):
-                continue
-            bare, _, fragment = url.partition("#")
-            wanted.setdefault(bare, set())
-            if fragment:
-                wanted[bare].add(urllib.parse.unquote(fragment))
-    status: dict[str, int] = {}
-    missing: dict[str, list[str]] = {}
-    for bare, fragments in sorted(wanted.items()):
-        try:
-            with urllib.request.urlopen(bare, timeout=10) as resp:
-                status[bare] = resp.status
-                body = resp.read()
-        except urllib.error.HTTPError as err:
-            status[bare] = err.code
-            continue
-        if fragments and bare.split("?")[0].endswith(".html"):
-            ids = _Ids()
-            ids.feed(body.decode("utf-8", errors="replace"))
-            lost = sorted(f for f in fragments if f not in ids.ids)
-            if lost:
-                missing[bare] = lost
-    for res in results.values():
-        for url in sorted(set(res.links)):
-            bare, _, fragment = url.partition("#")
-            if not bare.startswith(base):
-                continue
-            if status.get(bare) != 200:
-                res.add("internal links", f"{url} -> HTTP {status.get(bare)}")
-            elif fragment and urllib.parse.unquote(fragment) in missing.get(bare, []):
-                res.add("internal links", f"{url} -> no element with id {urllib.parse.unquote(fragment)!r}")
-        for img in res.images:
-            if img["src"].startswith(base) and status.get(img["src"].split("#")[0]) != 200:
-                res.add("images", f"{img['src']} -> HTTP {status.get(img['src'].split('#')[0])}")
-            elif not img["src"].startswith((base, "data:")):
-                res.add("images", f"external image {img['src']} (the book must render offline)")
-    return status, missing
-
-
-def _screenshot_targets(html_dir: Path, pages: list[str]) -> dict[str, str]:
-    """page -> screenshot name: the landing page, the English chapter with the most math, and the
-    Chinese chapter with the most math among the other chapters (by the built HTML)."""
-    def math_count(rel):
-        return (html_dir / rel).read_text(encoding="utf-8").count('class="math')
-
-    def chapters(edition):
-        found = [rel for rel in pages if _chapter_of(html_dir, rel) and rel.split("/")[1] == edition]
-        return sorted(found, key=lambda rel: (-math_count(rel), rel))
-
-    targets = {"index.html": "landing"}
-    en = chapters("en")
-    if en:
-        targets[en[0]] = "en-" + Path(en[0]).stem
-    zh = [rel for rel in chapters("zh") if not en or Path(rel).stem != Path(en[0]).stem]
-    if zh:
-        targets[zh[0]] = "zh-" + Path(zh[0]).stem
-    return targets
-
-
-# --------------------------------------------------------------------------------------------
-# the fixture and the checks
-
-
 @pytest.fixture(scope="module")
-def crawl(request) -> Crawl:
-    html_dir = _html_dir()
+def crawl(request) -> book_browser.Crawl:
+    html_dir = book_browser.find_html_dir()
     if html_dir is None or not (html_dir / "searchindex.js").is_file():
         _unavailable("no built book: run `make book` or `make book-structure` (or set DEPTHBOOK_HTML)"
                      + (f"; {html_dir} has no searchindex.js" if html_dir else ""))
-    chromium = _chromium()
+    chromium = book_browser.find_chromium()
     if chromium is None:
         _unavailable("no Chromium: install Debian's `chromium` package (or set CHROMIUM=/path/to/chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("the `playwright` package is not installed (pip install -e '.[test]')")
-    missing = missing_assets()
+    missing = book_browser.missing_assets()
     if missing:
         _unavailable(f"local CDN copies missing ({', '.join(missing)}): run `make browser-assets`")
-    result = _crawl(html_dir, chromium, sync_playwright)
-    lines = [f"browser: {len(result.pages)} pages of {html_dir} in {result.seconds:.1f} s "
-             f"({len(result.url_status)} distinct internal URLs checked)",
-             f"browser: screenshots {', '.join(str(p) for p in result.screenshots)}"]
-    if shutil.which("fc-list") and not subprocess.run(["fc-list", ":lang=zh"], capture_output=True,
-                                                       text=True).stdout.strip():
-        lines.append("browser: no CJK font installed, so the Chinese screenshots show boxes "
-                     "(apt-get install fonts-wqy-microhei); the checks do not depend on it")
-    if result.stale_files:
-        lines.append(f"browser: {len(result.stale_files)} .html files in the folder are not part of this "
-                     f"build and were not visited (left by an earlier build), e.g. {result.stale_files[:2]}")
+    result = book_browser.crawl_book(html_dir, chromium, sync_playwright)
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        print("\n" + "\n".join(lines))
+        print("\n" + "\n".join(result.summary()))
     return result
-
-
-def _report(crawl: Crawl, check: str) -> str:
-    lines = []
-    for rel, res in sorted(crawl.pages.items()):
-        for message in res.problems.get(check, []):
-            lines.append(f"{rel}: {message}")
-    return "\n".join(lines)
 
 
 def test_every_book_page_loads(crawl):
     assert len(crawl.pages) >= 3, f"only {sorted(crawl.pages)} in {crawl.html_dir}"
-    assert not _report(crawl, "page loads"), "\n" + _report(crawl, "page loads")
+    assert not crawl.report("page loads"), "\n" + crawl.report("page loads")
     landing = crawl.pages["index.html"]
-    assert landing.final_url == crawl.base + _landing(crawl.html_dir), landing.final_url
+    assert landing.final_url == crawl.base + book_browser.landing_page(crawl.html_dir), landing.final_url
 
 
 def test_internal_links_resolve(crawl):
     checked = [u for u in crawl.url_status if u.endswith(".html")]
     assert checked, "no internal page links found at all"
-    assert not _report(crawl, "internal links"), "\n" + _report(crawl, "internal links")
+    assert not crawl.report("internal links"), "\n" + crawl.report("internal links")
 
 
 def test_images_load_and_decode(crawl):
-    assert not _report(crawl, "images"), "\n" + _report(crawl, "images")
+    assert not crawl.report("images"), "\n" + crawl.report("images")
 
 
 def test_no_console_errors_or_failed_requests(crawl):
-    problems = "\n".join(filter(None, (_report(crawl, c) for c in
+    problems = "\n".join(filter(None, (crawl.report(c) for c in
                                        ("console errors", "failed requests", "external requests"))))
     assert not problems, "\n" + problems
 
@@ -630,7 +91,7 @@ def test_no_console_errors_or_failed_requests(crawl):
 def test_math_is_typeset(crawl):
     with_math = [r for r in crawl.pages.values() if r.math.get("elements")]
     assert with_math, "no page of the book has math: the math check would be vacuous"
-    assert not _report(crawl, "math"), "\n" + _report(crawl, "math")
+    assert not crawl.report("math"), "\n" + crawl.report("math")
     for res in with_math:
         assert res.math["containers"] >= res.math["elements"], (res.rel, res.math)
 
@@ -645,7 +106,7 @@ def _chapter_pages(crawl):
 def test_chapter_pages_have_colab_button(crawl):
     missing = []
     for res in _chapter_pages(crawl):
-        expected = _colab_url(*res.chapter)
+        expected = book_browser.colab_url(*res.chapter)
         if expected not in res.links:
             colab = [u for u in res.links if "colab.research.google.com" in u]
             missing.append(f"{res.rel}: no Colab button to {expected} (Colab links: {colab})")
@@ -657,9 +118,52 @@ def test_chapter_pages_have_colab_button(crawl):
 
 def test_chapter_pages_link_the_other_edition(crawl):
     chapters = _chapter_pages(crawl)
-    assert not _report(crawl, "other edition"), "\n" + _report(crawl, "other edition")
+    assert not crawl.report("other edition"), "\n" + crawl.report("other edition")
     followed = [r for r in chapters if r.other_edition.get("status") == 200]
     assert len(followed) == len(chapters), [r.rel for r in chapters if r not in followed]
+
+
+def test_exercise_hints_and_solutions_start_collapsed_and_open_on_click(crawl):
+    problems = [line for line in crawl.report("dropdowns").splitlines() if line]
+    chapters = _chapter_pages(crawl)
+    for res in sorted(chapters, key=lambda r: r.rel):
+        on_page = {kind: sum(d["kind"] == kind for d in res.dropdowns) for kind in book_browser.DROPDOWNS}
+        in_notebook = book_browser.notebook_dropdowns(*res.chapter)
+        if on_page != in_notebook:
+            problems.append(f"{res.rel}: {on_page} on the page, {in_notebook} in the notebook")
+        for drop in res.dropdowns:
+            before, after = drop["before"], drop["after"]
+            if before["shown"] or before["expanded"] != "false":
+                problems.append(f"{res.rel}: {drop['kind']} {before['title']!r} is open before any click "
+                                f"({before['shown']} of {before['parts']} parts shown)")
+            if not after["parts"] or after["shown"] != after["parts"] or not after["text"] \
+                    or after["expanded"] != "true":
+                problems.append(f"{res.rel}: {drop['kind']} {after['title']!r} not shown after a click on its "
+                                f"button ({after['shown']} of {after['parts']} parts, {after['text']} characters)")
+    kinds = {d["kind"] for res in chapters for d in res.dropdowns}
+    assert kinds == set(book_browser.DROPDOWNS), f"only {sorted(kinds)} found: the check would be vacuous"
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def _code_blocks(crawl):
+    assert crawl.pages and all(r.code for r in _chapter_pages(crawl)), \
+        [r.rel for r in _chapter_pages(crawl) if not r.code]
+    return [(rel, i, block) for rel, res in sorted(crawl.pages.items()) for i, block in enumerate(res.code)]
+
+
+def test_code_area_shows_78_columns_at_1280_px(crawl):
+    narrow = [f"{rel}: code block {i} ({block['first']!r}) shows {block['columns']:.1f} columns "
+              f"at {block['font']} in a {VIEWPORT['width']} px window"
+              + ("" if block["laidOut"] else " (not laid out)")
+              for rel, i, block in _code_blocks(crawl) if block["columns"] < CODE_COLUMNS]
+    assert not narrow, f"{len(narrow)} code areas narrower than {CODE_COLUMNS} columns:\n" + "\n".join(narrow)
+
+
+def test_code_lines_fit_their_code_area_at_1280_px(crawl):
+    cut = [f"{rel}: code block {i} scrolls by {block['overflow']} px; wider lines:\n    "
+           + "\n    ".join(block["wide"])
+           for rel, i, block in _code_blocks(crawl) if block["overflow"] > 0 or block["wide"]]
+    assert not cut, f"{len(cut)} code blocks wider than their area:\n" + "\n".join(cut)
 
 
 def test_point_cloud_3d_views_load(crawl):
@@ -667,7 +171,7 @@ def test_point_cloud_3d_views_load(crawl):
     if not any(res.outputs for res in chapters):
         pytest.skip("a structural build (notebooks not executed, e.g. `make book-structure`): its pages have "
                     "no cell outputs, so no 3D view to check; `make book` builds the executed book")
-    problems = [line for line in _report(crawl, "3d views").splitlines() if line]
+    problems = [line for line in crawl.report("3d views").splitlines() if line]
     for res in sorted(chapters, key=lambda r: r.rel):
         if res.chapter[1] in VIEW_CHAPTERS and not res.views:
             problems.append(f"{res.rel}: no 3D point-cloud view (.{VIEW_CLASS})"
@@ -687,10 +191,3 @@ def test_screenshots_saved(crawl):
     for path in crawl.screenshots:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, path
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["fetch-assets"]:
-        fetch_assets()
-    else:
-        raise SystemExit("usage: python tests/test_browser.py fetch-assets")

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# the widest code line: what the rendered code area shows at a 1280 px wide window
+# (_static/code-width.css; tests/test_browser.py measures it in Chromium)
+from book_browser import CODE_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 EDITIONS = ("en", "zh")
 
@@ -127,6 +131,17 @@ def test_book_build_loads_every_local_extension():
         assert (ROOT / config["sphinx"]["local_extensions"][name] / f"{name}.py").is_file()
 
 
+def test_book_build_loads_the_code_width_css():
+    # Jupyter Book adds _static/ to the static path and every .css in it to every page
+    from jupyter_book.config import get_final_config
+
+    final, _ = get_final_config(user_yaml=ROOT / "_config.yml", cli_config={"latex_individualpages": False},
+                                sourcedir=ROOT)
+    assert (ROOT / "_static" / "code-width.css").is_file()
+    assert "_static" in final["html_static_path"] and "code-width.css" in final["html_css_files"], \
+        (final.get("html_static_path"), final.get("html_css_files"))
+
+
 def test_book_build_executes_without_nbclients_output_widget_mimic():
     import sys
 
@@ -229,9 +244,6 @@ def _columns(line):
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
-
-
-CODE_COLUMNS = 78  # what the rendered code area shows at a 1280 px wide window
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
