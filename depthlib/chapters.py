@@ -212,8 +212,9 @@ def _failing_cell(executed: Path) -> dict:
         if errors or state.get("exception") or state.get("status") == "running":
             lines = [_ANSI.sub("", line) for out in errors for entry in out.get("traceback", [])
                      for line in entry.splitlines()]
-            arrows = [line.strip() for line in lines if line.lstrip().startswith("---->")]
-            if arrows:  # IPython marks the failing line of each frame with ---->; the first is the cell's
+            arrows = [line.strip() for line in lines if re.match(r"-+> +\d", line.lstrip())]
+            if arrows:  # IPython marks the failing line of each frame with an arrow padded to the line
+                # number's width ("----> 2", "---> 10"); the first frame is the cell's
                 found["line"] = _first_line(arrows[0].split(None, 2)[-1])
             return found
     return last_started  # a dead kernel leaves no mark: the last cell that started

@@ -54,7 +54,10 @@ def _numbers(records: dict, limit: int = 6) -> str:
     parts = []
     for name, entry in list(records.items())[:limit]:
         value = entry["value"]
-        text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+        if float(value).is_integer() and abs(value) >= 1000:  # a count: 49,152, not 4.915e+04
+            text = f"{int(value):,}"
+        else:
+            text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
         parts.append(f"{name} {text}{' ' + entry['unit'] if entry.get('unit') else ''}")
     return "; ".join(parts)
 
