@@ -11,7 +11,6 @@ import re
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from depthlib.checkpoint_io import load_model
 
@@ -25,37 +24,53 @@ SKIP_NAMES = ("relu0", "pool0", "transition1", "transition2")   # strides 2, 4, 
 MIN_SIZE = 32     # below this the bottleneck (stride 32) would have no pixel left
 
 
-def small_densenet() -> torchvision.models.DenseNet:
+def small_densenet() -> "torchvision.models.DenseNet":
     """The small DenseNet of the ``cpu`` profile (growth 12, DenseNet-121's block layout).
 
     Same layers as DenseNet-121, narrower: growth rate 12, block config (6, 12, 24, 16), 24 stem
     features (2 x growth, as DenseNet-BC); skip channels 24, 24, 48, 96, bottleneck 384.
     1.0 M parameters; 2.69 M in the whole DenseDepth model.
     """
+    import torchvision
+
     return torchvision.models.DenseNet(growth_rate=12, block_config=(6, 12, 24, 16), num_init_features=24)
 
 
-# name -> (torchvision builder, name of its ImageNet weights enum member or None)
+# name -> (builder: a torchvision.models function name, or small_densenet; name of its ImageNet
+# weights enum member or None). torchvision is imported where a network is built: importing it
+# costs about a second (it loads torch._dynamo), which every `python -m depthlib` call would pay.
 ENCODERS = {
-    "densenet169": (torchvision.models.densenet169, "DenseNet169_Weights.IMAGENET1K_V1"),
-    "densenet121": (torchvision.models.densenet121, "DenseNet121_Weights.IMAGENET1K_V1"),
+    "densenet169": ("densenet169", "DenseNet169_Weights.IMAGENET1K_V1"),
+    "densenet121": ("densenet121", "DenseNet121_Weights.IMAGENET1K_V1"),
     "small": (small_densenet, None),
 }
+
+
+def _encoder_builder(name: str):
+    """The function building encoder ``name`` (see ``ENCODERS``)."""
+    builder = ENCODERS[name][0]
+    if callable(builder):
+        return builder
+    import torchvision
+
+    return getattr(torchvision.models, builder)
 
 # Old torchvision checkpoints (the files behind the weights URLs) name layers 'norm.1', not 'norm1'.
 _OLD_DENSELAYER_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
-def _imagenet_densenet(name: str) -> torchvision.models.DenseNet:
+def _imagenet_densenet(name: str) -> "torchvision.models.DenseNet":
     """torchvision DenseNet with ImageNet weights; a RuntimeError that says what to do offline."""
-    builder, weights_name = ENCODERS[name]
+    import torchvision
+
+    weights_name = ENCODERS[name][1]
     if weights_name is None:
         raise ValueError(f"encoder {name!r} has no ImageNet weights; use 'densenet169' or "
                          f"'densenet121', or pass pretrained=PATH to a state dict of your own")
     weights = torchvision.models.get_weight(weights_name)
     try:
-        return builder(weights=weights, progress=False)
+        return _encoder_builder(name)(weights=weights, progress=False)
     except OSError as error:   # URLError, socket errors, HTTP errors: all OSError
         raise RuntimeError(
             f"could not download the ImageNet weights of {name} ({error}); no internet? "
@@ -112,7 +127,7 @@ class DenseNetEncoder(nn.Module):
         if not (is_path or pretrained is None or isinstance(pretrained, bool)):
             raise ValueError(f"pretrained={pretrained!r}, expected False, True or a path to a state dict")
         self.name = name
-        densenet = _imagenet_densenet(name) if pretrained is True else ENCODERS[name][0]()
+        densenet = _imagenet_densenet(name) if pretrained is True else _encoder_builder(name)()
         self.features = densenet.features
         if is_path:
             _load_features(self.features, pretrained, name)
