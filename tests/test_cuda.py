@@ -230,11 +230,11 @@ def _autocast_agreement(model, batch, device, dtype) -> dict:
 
 @pytest.fixture
 def no_tf32():
-    """Strict fp32 on the GPU (no TF32 convolutions / matmuls), so fp32 on CUDA can be compared with the CPU."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    """Strict fp32 on the GPU (profiles.strict_fp32), so fp32 on CUDA can be compared with the CPU."""
+    from depthlib.profiles import strict_fp32
+
+    with strict_fp32():
+        yield
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
