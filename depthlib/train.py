@@ -28,11 +28,10 @@ from depthlib.runtime import (PROGRESS_ENV, distributed_context, forward_model, 
                               model_for_processes, native_bf16, progress_bar, rng_state, set_rng_state,
                               to_channels_last)
 from depthlib.tasks import DenseDepthTask, MVSNetTask
-from depthlib.viz import plot_log
 
-# the Trainer and its configuration live here; the rest is re-exported so that ``depthlib.train``
-# stays the one import of chapters 05 and 08
-__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log", "plot_log",
+# the Trainer and its configuration live here; the objectives and checkpoint readers are re-exported
+# so that chapters 05 and 08 import training from one place (the log plot is viz.plot_log)
+__all__ = ["TrainConfig", "Trainer", "DenseDepthTask", "MVSNetTask", "load_weights", "export_weights", "read_log",
            "distributed_context", "progress_bar", "PROGRESS_ENV", "native_bf16", "to_channels_last"]
 
 

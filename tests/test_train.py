@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from depthlib.train import TrainConfig, Trainer, plot_log, read_log
+from depthlib.train import TrainConfig, Trainer, read_log
+from depthlib.viz import plot_log
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_training import ToyNet, ToySet, ToyTask, make_trainer  # noqa: E402
