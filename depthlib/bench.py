@@ -224,12 +224,12 @@ def bench_models(compile=False, steps=5, encoders=None, casmvsnet_size=(512, 640
     speed-up relative to that MVSNet, and the cascade's training step at ``casmvsnet_train_size``)."""
     from depthlib.bench_cascade import bench_casmvsnet
 
+    keys = ["model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB"]
     rows = []
     for row in bench_densedepth(compile=compile, encoders=encoders, steps=steps):
         row = dict(row, mode=f"train {row['mode']}")
         row["samples/s"] = row.pop("images/s")
-        rows.append({k: row[k] for k in ("model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB")})
-    keys = ["model", "input", "mode", "step (s)", "samples/s", "speed-up", "peak MiB"]
+        rows.append({k: row[k] for k in keys})
     return rows + bench_mvsnet(steps=steps) + bench_casmvsnet(steps=min(steps, 3), size=casmvsnet_size,
                                                                    train_size=casmvsnet_train_size, columns=keys)
 
