@@ -172,6 +172,7 @@ class PageResult:
     outputs: int = 0                                    # cell outputs on the page (0: not executed)
     views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
     dropdowns: list[dict] = field(default_factory=list)  # each hint / solution before and after its click
+    exercises: list[str] = field(default_factory=list)  # the title of each exercise, in page order
     code: list[dict] = field(default_factory=list)      # each code block's columns and wide lines
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
@@ -557,6 +558,8 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
         if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
         if result.chapter:
+            result.exercises = [text.strip() for text in page.locator(
+                f"{ARTICLE} div.exercise > .admonition-title").all_text_contents()]
             _open_dropdowns(page, result)
         result.code = page.evaluate(CODE_PROBE, ARTICLE)
         if result.chapter:
@@ -615,9 +618,18 @@ def _open_dropdowns(page, result: PageResult) -> None:
 
 def notebook_dropdowns(edition: str, stem: str) -> dict[str, int]:
     """How many of each DROPDOWNS directive the chapter's notebook holds (fences in markdown cells)."""
-    cells = json.loads((ROOT / "chapters" / edition / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
-    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    text = _notebook_markdown(edition, stem)
     return {kind: len(re.findall(rf"^`{{3,}}\{{{kind}\}}", text, re.MULTILINE)) for kind in DROPDOWNS}
+
+
+def notebook_exercises(edition: str, stem: str) -> int:
+    """How many {exercise} directives the chapter's notebook holds."""
+    return len(re.findall(r"^`{3,}\{exercise\}", _notebook_markdown(edition, stem), re.MULTILINE))
+
+
+def _notebook_markdown(edition: str, stem: str) -> str:
+    cells = json.loads((ROOT / "chapters" / edition / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
 
 
 def _follow_other_edition(page, base: str, result: PageResult) -> None:

@@ -12,6 +12,8 @@ else blocked); these tests are the claims about what it found:
   the other edition of the same chapter that loads when clicked;
 - each chapter page shows every hint and solution of its notebook's exercises collapsed, and a
   click on its button shows it (the worked answer of a solution);
+- each chapter numbers its own exercises (12.1, 12.2, ...; A.1 in the appendix) and titles them,
+  their hints and their solutions in the page's language;
 - at a 1280 px window every code block shows at least 78 columns of the code font, and no code
   line scrolls out of its block;
 - on an executed build (`make book`) the interactive 3D point clouds of chapters 00 and 10 load (a
@@ -142,6 +144,31 @@ def test_exercise_hints_and_solutions_start_collapsed_and_open_on_click(crawl):
                                 f"button ({after['shown']} of {after['parts']} parts, {after['text']} characters)")
     kinds = {d["kind"] for res in chapters for d in res.dropdowns}
     assert kinds == set(book_browser.DROPDOWNS), f"only {sorted(kinds)} found: the check would be vacuous"
+    assert not problems, "\n" + "\n".join(problems)
+
+
+# How a chapter page titles its exercises, their hints and their solutions, by edition
+# (_ext/exercise_labels.py); {n} is the exercise's number within its chapter, e.g. 12.1.
+EXERCISE_TITLES = {"en": {"exercise": "Exercise {n}", "hint": "Hint", "solution": "Solution to Exercise {n}"},
+                   "zh": {"exercise": "练习 {n}", "hint": "提示", "solution": "练习 {n} 的解答"}}
+
+
+def test_exercises_are_numbered_by_chapter_and_titled_in_the_pages_language(crawl):
+    problems = []
+    for res in sorted(_chapter_pages(crawl), key=lambda r: r.rel):
+        edition, stem = res.chapter
+        chapter = int(stem[:2]) if stem[:2].isdigit() else "A"
+        numbers = [f"{chapter}.{k}" for k in range(1, book_browser.notebook_exercises(edition, stem) + 1)]
+        titles = EXERCISE_TITLES[edition]
+        expected = {"exercise": [titles["exercise"].format(n=n) for n in numbers],
+                    "hint": [titles["hint"]] * len(numbers),
+                    "solution": [titles["solution"].format(n=n) for n in numbers]}
+        found = {"exercise": res.exercises,
+                 **{kind: [d["before"]["title"] for d in res.dropdowns if d["kind"] == kind]
+                    for kind in ("hint", "solution")}}
+        problems += [f"{res.rel}: {kind} titles {found[kind]}, expected {expected[kind]}"
+                     for kind in expected if found[kind] != expected[kind]]
+    assert any(res.exercises for res in _chapter_pages(crawl)), "no exercise found: the check would be vacuous"
     assert not problems, "\n" + "\n".join(problems)
 
 

@@ -166,6 +166,34 @@ def test_book_build_executes_without_nbclients_output_widget_mimic():
         nbclient.client.NotebookClient.__init__ = original
 
 
+def test_exercises_are_numbered_within_their_chapter():
+    # Nothing in the table of contents is section-numbered, so Sphinx numbers every exercise of the
+    # book with one counter ("Exercise 117" in chapter 12); _ext/exercise_labels renumbers them
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        import exercise_labels as extension
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    assert extension.chapter_label("chapters/en/12_cascade") == 12
+    assert extension.chapter_label("chapters/zh/00_introduction") == 0
+    assert extension.chapter_label("chapters/zh/appendix_chapters_as_programs") == "A"
+    assert extension.chapter_label("intro") is None
+    assert extension.is_chinese("chapters/zh/09_refinement_and_loss") and not extension.is_chinese("chapters/en/09_refinement_and_loss")
+    env = SimpleNamespace(toc_fignumbers={
+        "chapters/en/12_cascade": {"exercise": {"b": (118,), "a": (117,), "c": (119,)}, "figure": {"f": (40,)}},
+        "chapters/zh/appendix_chapters_as_programs": {"exercise": {"x": (230,)}},
+        "intro": {"exercise": {"y": (1,)}},
+    })
+    extension.number_exercises_by_chapter(None, env)
+    assert env.toc_fignumbers["chapters/en/12_cascade"] == {
+        "exercise": {"a": (12, 1), "b": (12, 2), "c": (12, 3)}, "figure": {"f": (40,)}}
+    assert env.toc_fignumbers["chapters/zh/appendix_chapters_as_programs"]["exercise"] == {"x": ("A", 1)}
+    assert env.toc_fignumbers["intro"]["exercise"] == {"y": (1,)}  # not a chapter: left as Sphinx numbered it
+
+
 # --- exercises, hidden bookkeeping cells, readable code lines (issue 13) ---------------------------
 
 FENCE = re.compile(r"^(`{3,})\{(exercise|solution|hint)\}[ \t]*(\S*)[ \t]*$")
