@@ -62,11 +62,12 @@ def _eval_mvsnet(args) -> int:
     profile = get_profile(args.profile)
     n_views, n_depths = arg.mvs_sizes(args, profile, model.metadata)
     interval_scale = arg.first_given(args.interval_scale, model.metadata.get("interval_scale"))
-    test_set = DTUMVS(arg.dtu_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
-                      interval_scale=interval_scale)
+    root = arg.dtu_root(args.data, profile, args.n_scans, args.size)
+    test_set = DTUMVS(root, "test", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
     metrics = evaluate_mvsnet(model, test_set, baseline=args.baseline, edge_band=args.edge_band)
-    print(f"MVSNet on {len(test_set)} test samples, {n_views} views, D={n_depths}; less-one / less-three: "
-          "fraction within 1 / 3 depth intervals; mae in scene units (mm for DTU)")
+    height, width = test_set[0]["imgs"].shape[-2:]
+    print(f"MVSNet on {len(test_set)} test samples, {n_views} views of {height}x{width}, D={n_depths}; "
+          "less-one / less-three: fraction within 1 / 3 depth intervals; mae in scene units (mm for DTU)")
     regions = (("", ""), (f" edge band ({metrics.get('band_share', 0):.0%})", "band_"), (" elsewhere", "elsewhere_"))
     rows = []
     for region, part in regions if args.edge_band else regions[:1]:
@@ -116,8 +117,9 @@ def _infer_mvsnet(args) -> int:
     n_views, n_depths = arg.mvs_sizes(args, profile, model.metadata)
     interval_scale = arg.first_given(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout: --data synthetic|dtu:PATH --scan scanN
-        dataset = DTUMVS(arg.dtu_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
-                         interval_scale=interval_scale, scans=[args.scan])
+        root = arg.dtu_root(args.data, profile, args.n_scans, args.size)
+        dataset = DTUMVS(root, "test", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale,
+                         scans=[args.scan])
         pairs = dataset.pairs
     else:  # MVSNet's test layout: --scan DIR with images/, cams/, pair.txt
         dataset = MVSScan(args.scan, n_views=n_views, n_depths=n_depths, size=args.size,
@@ -243,7 +245,9 @@ def _add_train_commands(commands) -> None:
                        help="default: the profile's (small for cpu, densenet169 for gpu)")
     train.add_argument("--pretrained", type=arg.pretrained, default="none",
                        help="none | imagenet (needs internet) | PATH to weights")
-    train.add_argument("--size", type=arg.size, help="input size HEIGHTxWIDTH (default: the profile's)")
+    train.add_argument("--size", type=arg.size,
+                       help="input size HEIGHTxWIDTH (mvsnet, casmvsnet: the size --data synthetic is rendered at; "
+                            "default: the profile's)")
     train.add_argument("--n-train", type=arg.positive, help="synthetic data: training frames (default: the profile's)")
     train.add_argument("--n-test", type=arg.positive, help="synthetic data: test frames (default: the profile's)")
     train.add_argument("--max-depth", type=arg.positive_real,
@@ -286,7 +290,9 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--profile", default="auto")
     evaluate.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
                           help="default: the checkpoint's (another one is an error)")
-    evaluate.add_argument("--size", type=arg.size)
+    evaluate.add_argument("--size", type=arg.size,
+                          help="densedepth: input size; mvsnet, casmvsnet: the size --data synthetic is rendered at "
+                               "(default: the profile's)")
     evaluate.add_argument("--n-test", type=arg.positive)
     evaluate.add_argument("--max-depth", type=arg.positive_real,
                           help="default: the checkpoint's (another one is an error: it rescales every prediction)")
@@ -313,7 +319,9 @@ def _add_train_commands(commands) -> None:
     infer.add_argument("--data", help="'synthetic' or 'dtu:PATH': read --scan from that training-layout set")
     infer.add_argument("--out", required=True, help="output folder: depth_est/, confidence/, cams/, images/")
     infer.add_argument("--profile", default="auto")
-    infer.add_argument("--size", type=arg.size32, help="test layout: resize images to HEIGHTxWIDTH (multiples of 32)")
+    infer.add_argument("--size", type=arg.size32,
+                       help="test layout: resize images to HEIGHTxWIDTH; --data synthetic: render the set at this size "
+                            "(multiples of 32)")
     _add_mvs_arguments(infer)
     infer.set_defaults(run=_infer)
 

@@ -56,14 +56,10 @@ def stages_from_args(args):
         raise SystemExit(str(error)) from None
 
 
-def _data_root(spec, profile, n_scans):
-    from depthlib.data import dtu_synthetic_full
+def _data_root(spec, profile, n_scans, size=None):
+    from depthlib.cli_args import dtu_root
 
-    if spec == "synthetic":
-        return dtu_synthetic_full(profile, n_scans=n_scans)
-    if spec.startswith("dtu:"):
-        return spec[4:]
-    raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
+    return dtu_root(spec, profile, n_scans, size, full=True)
 
 
 def _init_weights(model, path):
@@ -99,7 +95,7 @@ def train_casmvsnet(args) -> int:
     metadata = {"model": "casmvsnet", "stages": [vars(s).copy() for s in stages], "n_views": n_views,
                 "n_depths": n_depths, "interval_scale": interval_scale, "data": data_label(args.data),
                 "init": Path(args.init).name if args.init else None}
-    root = _data_root(args.data, profile, args.n_scans)
+    root = _data_root(args.data, profile, args.n_scans, args.size)
     sets = {split: DTUMVSFull(root, split, n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
             for split in ("train", "val")}
     model = CasMVSNet(stages)
@@ -129,7 +125,7 @@ def eval_casmvsnet(args) -> int:
     metadata = model.metadata
     n_views = first_given(args.n_views, metadata.get("n_views"), profile.n_views)
     interval_planes = first_given(args.interval_planes, profile.n_depths)
-    test_set = DTUMVSFull(_data_root(args.data, profile, args.n_scans), "test", n_views=n_views,
+    test_set = DTUMVSFull(_data_root(args.data, profile, args.n_scans, args.size), "test", n_views=n_views,
                           n_depths=metadata.get("n_depths", _DTU_PLANES), interval_scale=metadata.get("interval_scale"))
     metrics = evaluate_casmvsnet(model, test_set, mvsnet=mvsnet, interval_planes=interval_planes)
     height, width = test_set[0]["imgs"].shape[-2:]
@@ -161,8 +157,9 @@ def infer_casmvsnet(args) -> int:
     n_depths = model.metadata.get("n_depths", _DTU_PLANES)
     interval_scale = first_given(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout (no ground truth needed)
-        dataset = DTUMVS(_data_root(args.data, profile, args.n_scans), "test", n_views=n_views, n_depths=n_depths,
-                         interval_scale=interval_scale, scans=[args.scan])
+        root = _data_root(args.data, profile, args.n_scans, args.size)
+        dataset = DTUMVS(root, "test", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale,
+                         scans=[args.scan])
     else:
         dataset = MVSScan(args.scan, n_views=n_views, n_depths=n_depths, size=args.size, interval_scale=interval_scale)
     out = Path(args.out)

@@ -113,13 +113,17 @@ def nyu_root(spec: str, profile, n_train=None, n_test=None):
     raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'nyu:PATH'")
 
 
-def dtu_root(spec: str, profile, n_scans=None):
-    """'synthetic' (the cached rendered DTU-like set) or 'dtu:PATH' (MVSNet's DTU training layout)."""
-    from depthlib.data import dtu_synthetic
+def dtu_root(spec: str, profile, n_scans=None, size=None, full: bool = False):
+    """'synthetic' (the cached rendered DTU-like set, at ``size`` if given, else the profile's; with
+    ``Depths_raw/`` when ``full``) or 'dtu:PATH' (MVSNet's DTU training layout, at its own size)."""
+    from depthlib.data import dtu_synthetic, dtu_synthetic_full
 
     if spec == "synthetic":
-        return dtu_synthetic(profile, n_scans=n_scans)
+        return (dtu_synthetic_full if full else dtu_synthetic)(profile, n_scans=n_scans, size=size)
     if spec.startswith("dtu:"):
+        if size is not None:
+            raise SystemExit(f"--size {size[0]}x{size[1]} with --data {spec}: a DTU folder's images are used at "
+                             "their own size; --size sets the size of --data synthetic")
         return spec[4:]
     raise SystemExit(f"--data {spec!r}: expected 'synthetic' or 'dtu:PATH'")
 

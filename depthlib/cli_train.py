@@ -146,7 +146,7 @@ def train_mvsnet(args) -> int:
 
         init = load_mvsnet(args.init)
         check_init(args, init.metadata, metadata)
-    root = dtu_root(args.data, profile, args.n_scans)  # after the checks: rendering takes a while
+    root = dtu_root(args.data, profile, args.n_scans, args.size)  # after the checks: rendering takes a while
     train_set = DTUMVS(root, "train", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
     val_set = DTUMVS(root, "val", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale) \
         if args.val else None

@@ -115,7 +115,7 @@ def test_shipped_file_prefers_the_repository_then_downloads_once(tmp_path, monke
     assert download.shipped_file("not-in-data.pt", cache_dir=tmp_path) == path and len(fetched) == 1
 
 
-def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
+def test_train_eval_infer_mvsnet_end_to_end(tmp_path, monkeypatch, capsys):
     from depthlib.data import read_cam_file, read_pair_file, read_pfm
     from depthlib.models import load_mvsnet
 
@@ -152,6 +152,13 @@ def test_train_eval_infer_mvsnet_end_to_end(tmp_path, capsys):
                  "--edge-band", "--profile", "cpu"]) == 0
     table = capsys.readouterr().out
     assert "| refined edge band (" in table and "| initial elsewhere" in table
+    # --size sets the size the synthetic set is rendered at (it was once ignored: the profile's size ran)
+    monkeypatch.setenv("DEPTHLIB_CACHE", str(tmp_path / "cache"))
+    assert main(["eval", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", "synthetic", "--size", "64x96",
+                 "--n-scans", "2", "--profile", "cpu"]) == 0
+    assert "views of 64x96, D=8" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--size 64x96 with --data dtu:.*their own size"):
+        main(["eval", "mvsnet", "--ckpt", str(run / "checkpoint.pt"), "--data", data, "--size", "64x96"])
     with pytest.raises(SystemExit, match="needs --init"):
         main(["train", "mvsnet", "--data", data, "--out", str(tmp_path / "bad"), "--freeze-backbone", *common])
     infer = tmp_path / "infer"
