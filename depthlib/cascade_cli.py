@@ -11,7 +11,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from depthlib.cli_args import data_label, first_given
+from depthlib.cli_args import data_label, dtu_root, first_given
 
 __all__ = ["stages_from_args", "train_casmvsnet", "eval_casmvsnet", "infer_casmvsnet", "add_stage_arguments"]
 
@@ -56,12 +56,6 @@ def stages_from_args(args):
         raise SystemExit(str(error)) from None
 
 
-def _data_root(spec, profile, n_scans, size=None):
-    from depthlib.cli_args import dtu_root
-
-    return dtu_root(spec, profile, n_scans, size, full=True)
-
-
 def _init_weights(model, path):
     """--init: a casmvsnet checkpoint (every weight) or an mvsnet one (encoder + first regulariser)."""
     from depthlib.models import load_mvsnet
@@ -95,7 +89,7 @@ def train_casmvsnet(args) -> int:
     metadata = {"model": "casmvsnet", "stages": [vars(s).copy() for s in stages], "n_views": n_views,
                 "n_depths": n_depths, "interval_scale": interval_scale, "data": data_label(args.data),
                 "init": Path(args.init).name if args.init else None}
-    root = _data_root(args.data, profile, args.n_scans, args.size)
+    root = dtu_root(args.data, profile, args.n_scans, args.size, full=True)
     sets = {split: DTUMVSFull(root, split, n_views=n_views, n_depths=n_depths, interval_scale=interval_scale)
             for split in ("train", "val")}
     model = CasMVSNet(stages)
@@ -125,7 +119,7 @@ def eval_casmvsnet(args) -> int:
     metadata = model.metadata
     n_views = first_given(args.n_views, metadata.get("n_views"), profile.n_views)
     interval_planes = first_given(args.interval_planes, profile.n_depths)
-    test_set = DTUMVSFull(_data_root(args.data, profile, args.n_scans, args.size), "test", n_views=n_views,
+    test_set = DTUMVSFull(dtu_root(args.data, profile, args.n_scans, args.size, full=True), "test", n_views=n_views,
                           n_depths=metadata.get("n_depths", _DTU_PLANES), interval_scale=metadata.get("interval_scale"))
     metrics = evaluate_casmvsnet(model, test_set, mvsnet=mvsnet, interval_planes=interval_planes)
     height, width = test_set[0]["imgs"].shape[-2:]
@@ -157,7 +151,7 @@ def infer_casmvsnet(args) -> int:
     n_depths = model.metadata.get("n_depths", _DTU_PLANES)
     interval_scale = first_given(args.interval_scale, model.metadata.get("interval_scale"))
     if args.data:  # a scan of the training layout (no ground truth needed)
-        root = _data_root(args.data, profile, args.n_scans, args.size)
+        root = dtu_root(args.data, profile, args.n_scans, args.size, full=True)
         dataset = DTUMVS(root, "test", n_views=n_views, n_depths=n_depths, interval_scale=interval_scale,
                          scans=[args.scan])
     else:

@@ -616,20 +616,12 @@ def _open_dropdowns(page, result: PageResult) -> None:
         record["after"] = element.evaluate(DROPDOWN_STATE)
 
 
-def notebook_dropdowns(edition: str, stem: str) -> dict[str, int]:
-    """How many of each DROPDOWNS directive the chapter's notebook holds (fences in markdown cells)."""
-    text = _notebook_markdown(edition, stem)
-    return {kind: len(re.findall(rf"^`{{3,}}\{{{kind}\}}", text, re.MULTILINE)) for kind in DROPDOWNS}
-
-
-def notebook_exercises(edition: str, stem: str) -> int:
-    """How many {exercise} directives the chapter's notebook holds."""
-    return len(re.findall(r"^`{3,}\{exercise\}", _notebook_markdown(edition, stem), re.MULTILINE))
-
-
-def _notebook_markdown(edition: str, stem: str) -> str:
+def notebook_directives(edition: str, stem: str, kinds=DROPDOWNS) -> dict[str, int]:
+    """How many of each directive (default: the DROPDOWNS) the chapter's notebook holds (fences in
+    markdown cells)."""
     cells = json.loads((ROOT / "chapters" / edition / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return {kind: len(re.findall(rf"^`{{3,}}\{{{kind}\}}", text, re.MULTILINE)) for kind in kinds}
 
 
 def _follow_other_edition(page, base: str, result: PageResult) -> None:

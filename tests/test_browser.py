@@ -130,7 +130,7 @@ def test_exercise_hints_and_solutions_start_collapsed_and_open_on_click(crawl):
     chapters = _chapter_pages(crawl)
     for res in sorted(chapters, key=lambda r: r.rel):
         on_page = {kind: sum(d["kind"] == kind for d in res.dropdowns) for kind in book_browser.DROPDOWNS}
-        in_notebook = book_browser.notebook_dropdowns(*res.chapter)
+        in_notebook = book_browser.notebook_directives(*res.chapter)
         if on_page != in_notebook:
             problems.append(f"{res.rel}: {on_page} on the page, {in_notebook} in the notebook")
         for drop in res.dropdowns:
@@ -158,7 +158,8 @@ def test_exercises_are_numbered_by_chapter_and_titled_in_the_pages_language(craw
     for res in sorted(_chapter_pages(crawl), key=lambda r: r.rel):
         edition, stem = res.chapter
         chapter = int(stem[:2]) if stem[:2].isdigit() else "A"
-        numbers = [f"{chapter}.{k}" for k in range(1, book_browser.notebook_exercises(edition, stem) + 1)]
+        count = book_browser.notebook_directives(edition, stem, ["exercise"])["exercise"]
+        numbers = [f"{chapter}.{k}" for k in range(1, count + 1)]
         titles = EXERCISE_TITLES[edition]
         expected = {"exercise": [titles["exercise"].format(n=n) for n in numbers],
                     "hint": [titles["hint"]] * len(numbers),
