@@ -214,8 +214,15 @@ class Trainer:
                             enabled=self.amp_dtype is not None):
             losses = self.task.loss(self.forward_model, batch)
         total = losses["total"]
-        if not torch.isfinite(total.detach()).all():
-            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        # The one read-back from the device in a step: every loss in one copy, here where the
+        # finiteness check needs it anyway. Another read after the optimiser step (``.item()`` per
+        # loss) would drain the GPU's queue a second time, and the CPU could not launch the next
+        # step's forward while the GPU still runs this step's backward: a launch-bound step
+        # (DenseNet's thousands of small kernels, chapter 11) pays for that wait in full.
+        values = dict(zip(losses, torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+                          .tolist()))
+        if not math.isfinite(values["total"]):
+            parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
             raise FloatingPointError(f"non-finite loss at epoch {self.epoch}, step {self.step} "
                                      f"(step {self.step_in_epoch} of the epoch): {parts}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -230,7 +237,7 @@ class Trainer:
         # the schedule then skips it too, so the learning rate follows the steps really taken.
         if scale is None or self.scaler.get_scale() >= scale:
             self.scheduler.step()
-        return {k: v.detach().float().item() for k, v in losses.items()}
+        return values
 
     def _log(self, record: dict) -> None:
         if self.rank == 0:

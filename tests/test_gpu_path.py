@@ -234,3 +234,42 @@ def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
             assert trainer.model.feature.layers[0][0].weight.is_contiguous(memory_format=torch.channels_last)
         losses[channels_last] = trainer.train_step(trainer.to_device(batch))["total"]
     assert abs(losses[True] - losses[False]) < 1e-4 * abs(losses[False])
+
+
+@pytest.mark.parametrize("model", ["densedepth", "mvsnet"])
+def test_a_training_step_reads_back_from_the_device_once(tmp_path, monkeypatch, model):
+    """Every read of a tensor's value on the host (``.item()``, ``.tolist()``, ``bool``, ``float``,
+    ``int``) waits for the GPU's queue to drain. A step reads its losses back once, with the
+    finiteness check: a second read after the optimiser step would keep the CPU from launching the
+    next forward while the GPU still runs the backward (chapter 11; data/benchmarks.md)."""
+    from torch.utils.data import TensorDataset
+
+    from depthlib.bench import mvsnet_batch
+    from depthlib.models import MVSNet, DenseDepth
+    from depthlib.train import DenseDepthTask, MVSNetTask
+
+    if model == "mvsnet":
+        net, task, batch = MVSNet(), MVSNetTask(), mvsnet_batch(64, 64, 8, 3, 1)
+    else:
+        depth = 1 + 9 * torch.rand(2, 1, 64, 64)
+        net, task = DenseDepth("small"), DenseDepthTask()
+        batch = {"image": torch.rand(2, 3, 64, 64), "depth": depth, "mask": depth > 0}
+    trainer = Trainer(net, TensorDataset(torch.zeros(2)), task, tmp_path,
+                      TrainConfig(batch_size=2, progress=False, device="cpu"))
+    batch = trainer.to_device(batch)
+    trainer.train_step(batch)
+    # Adam's step counters are host tensors on every device (read with .item() on the CPU path):
+    # reading them waits for nothing
+    counters = {id(state["step"]) for state in trainer.optimizer.state.values()}
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            if id(self) not in counters:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    losses = trainer.train_step(batch)
+    assert reads == ["tolist"], reads
+    assert all(isinstance(value, float) for value in losses.values()) and "total" in losses
