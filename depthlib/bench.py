@@ -3,8 +3,9 @@
 Usage: ``python -m depthlib.bench`` (one table for both models on the device at hand: step time,
 throughput and peak memory, fp32 eager vs the fast path), ``python -m depthlib.bench render [--frames N]``
 (the renderer's frames/s),
-``python -m depthlib.bench densedepth [--compile]`` (training step time, images/s and peak memory,
-fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile]) and
+``python -m depthlib.bench densedepth [--compile [MODE]]`` (training step time, images/s and peak
+memory, fp32 eager vs the fast path: AMP on CUDA + channels_last [+ torch.compile, in its default
+mode or the one named, e.g. reduce-overhead for CUDA graphs]) and
 ``python -m depthlib.bench mvsnet`` (training and inference step time and peak memory, fp32 vs AMP) and
 ``python -m depthlib.bench casmvsnet`` (the cascade against MVSNet at 512x640, see ``depthlib.bench_cascade``).
 Each setting runs in a fresh process, so its peak memory is its own.
@@ -21,6 +22,7 @@ import sys
 import time
 
 from depthlib.bench_kernels import kernel_times
+from depthlib.cli_args import COMPILE_MODES
 
 __all__ = ["bench_render", "bench_densedepth", "densedepth_step_stats", "bench_mvsnet", "mvsnet_step_stats",
            "mvsnet_batch", "bench_models", "bench_variants", "kernel_breakdown", "device_label",
@@ -67,7 +69,8 @@ def densedepth_step_stats(encoder="densenet169", height=480, width=640, batch=8,
     """Time DenseDepth training steps (forward, backward, Adam) through the Trainer's own step.
 
     ``fast``: AMP (bf16 / fp16, CUDA only) + channels_last; ``amp`` / ``channels_last`` set either
-    alone; ``compile`` adds torch.compile; ``cudnn_benchmark`` lets cuDNN time its algorithms.
+    alone; ``compile`` adds torch.compile (True: its default mode; or a mode's name, as
+    ``TrainConfig.compile``); ``cudnn_benchmark`` lets cuDNN time its algorithms.
     Returns seconds per step, images/s and peak memory in MiB (CUDA allocator, else process RSS).
     """
     import torch
@@ -111,7 +114,7 @@ def bench_densedepth(compile=False, encoders=None, steps=5) -> list[dict]:
     encoders = encoders or (["densenet169"] if cuda else ["densenet169", "small"])
     modes = [("fp32 eager", False, False), ("AMP + channels_last" if cuda else "channels_last", True, False)]
     if compile:
-        modes.append(("fast + compile", True, True))
+        modes.append((_compiled("fast + compile", compile), True, compile))
     rows = []
     for encoder in encoders:
         base = None
@@ -129,12 +132,13 @@ def bench_densedepth(compile=False, encoders=None, steps=5) -> list[dict]:
 
 
 def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=False, train=True, steps=5,
-                      warmup=2, device=None, channels_last=False, cudnn_benchmark=False) -> dict:
+                      warmup=2, device=None, channels_last=False, cudnn_benchmark=False, compile=False) -> dict:
     """Time MVSNet (with refinement) steps: training (forward, backward, Adam, through the Trainer's
     own step) or inference (eval mode, no_grad, in-place cost volume). ``amp``: autocast (bf16 /
     fp16, CUDA only); ``channels_last``: the Trainer's (channels_last_3d for the 3D U-Net);
-    ``cudnn_benchmark``: cuDNN times its algorithms. Returns seconds per step, samples/s and peak
-    memory in MiB (CUDA allocator, else process RSS)."""
+    ``cudnn_benchmark``: cuDNN times its algorithms; ``compile``: torch.compile (True or a mode's
+    name, as ``TrainConfig.compile``), inference included. Returns seconds per step, samples/s and
+    peak memory in MiB (CUDA allocator, else process RSS)."""
     import torch
     from torch.utils.data import TensorDataset
 
@@ -144,7 +148,7 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     batch_dict = mvsnet_batch(height, width, depths, views, batch)
     config = TrainConfig(batch_size=batch, amp="auto" if amp else "off", channels_last=channels_last,
-                         cudnn_benchmark=cudnn_benchmark, progress=False, device=device)
+                         cudnn_benchmark=cudnn_benchmark, compile=compile, progress=False, device=device)
     trainer = Trainer(MVSNet(), TensorDataset(batch_dict["imgs"]), MVSNetTask(), "unused", config)
     batch_dict = trainer.to_device(batch_dict)
     if train:
@@ -155,7 +159,7 @@ def mvsnet_step_stats(height=128, width=160, depths=32, views=3, batch=2, amp=Fa
         def step():
             with torch.no_grad(), torch.autocast(trainer.device.type, dtype=trainer.amp_dtype or torch.float32,
                                                  enabled=trainer.amp_dtype is not None):
-                trainer.model(batch_dict["imgs"], batch_dict["proj_matrices"], batch_dict["depth_values"])
+                trainer.forward_model(batch_dict["imgs"], batch_dict["proj_matrices"], batch_dict["depth_values"])
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(warmup):
         step()
@@ -234,6 +238,11 @@ def bench_models(compile=False, steps=5, encoders=None, casmvsnet_size=(512, 640
                                                                    train_size=casmvsnet_train_size, columns=keys)
 
 
+def _compiled(name: str, compile) -> str:
+    """A row's name with the compile mode when one is named: "fast + compile (reduce-overhead)"."""
+    return name if compile is True else f"{name} ({compile})"
+
+
 def _one(kind: str, settings: dict) -> dict:
     """One benchmark setting in a fresh process (its own peak memory); ``{"error": ...}`` if it failed."""
     out = subprocess.run([sys.executable, "-m", "depthlib.bench", kind, json.dumps(settings)],
@@ -248,7 +257,9 @@ def bench_variants(compile=False, steps=10, groups=("densedepth", "mvsnet-train"
     """Each switch of the fast path alone and together (GPU: the papers' sizes; CPU: the cpu
     profile's): AMP, channels_last, cudnn.benchmark [, torch.compile], for DenseDepth training and
     MVSNet training / inference; speed-up over each group's first row. What the default table's
-    fast path is made of, measured rather than guessed."""
+    fast path is made of, measured rather than guessed. ``compile``: False, True (torch.compile's
+    default mode) or a mode's name; it adds DenseDepth's fast path compiled, and MVSNet compiled in
+    fp32 and in AMP (compilation fuses the float32 warp and variance volume's element-wise work)."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -259,11 +270,13 @@ def bench_variants(compile=False, steps=10, groups=("densedepth", "mvsnet-train"
     dd_modes = [("fp32", {}), ("fp32 + benchmark", {"cudnn_benchmark": True}),
                 ("AMP", {"amp": True, "channels_last": False}), ("AMP + channels_last", {"fast": True}),
                 ("AMP + channels_last + benchmark", {"fast": True, "cudnn_benchmark": True})]
-    if compile:
-        dd_modes.append(("AMP + channels_last + compile", {"fast": True, "compile": True}))
     mvs_modes = [("fp32", {}), ("fp32 + benchmark", {"cudnn_benchmark": True}), ("AMP", {"amp": True}),
                  ("AMP + benchmark", {"amp": True, "cudnn_benchmark": True}),
                  ("AMP + channels_last + benchmark", {"amp": True, "channels_last": True, "cudnn_benchmark": True})]
+    if compile:
+        dd_modes.append((_compiled("AMP + channels_last + compile", compile), {"fast": True, "compile": compile}))
+        mvs_modes += [(_compiled("fp32 + compile", compile), {"compile": compile}),
+                      (_compiled("AMP + compile", compile), {"amp": True, "compile": compile})]
     known = {"densedepth": (f"DenseDepth-{dd['encoder']}", f"{dd['height']}x{dd['width']} x{dd['batch']}", "train",
                             "_densedepth_one", dd, dd_modes, "images/s")}
     for phase in ("train", "infer"):
@@ -366,7 +379,9 @@ def main(argv=None) -> None:
     parser.add_argument("--groups", nargs="+", default=["densedepth", "mvsnet-train", "mvsnet-infer"],
                         help="variants: which groups of rows (densedepth, mvsnet-train, mvsnet-infer)")
     parser.add_argument("--frames", type=int, default=64, help="render: frames per measurement at 128x160")
-    parser.add_argument("--compile", action="store_true", help="densedepth, models: also time torch.compile")
+    parser.add_argument("--compile", nargs="?", const=True, default=False, choices=COMPILE_MODES, metavar="MODE",
+                        help="densedepth, models, variants: also time torch.compile, in its default mode or in "
+                             f"MODE ({', '.join(COMPILE_MODES)})")
     parser.add_argument("--steps", type=int, default=5, help="models, densedepth, mvsnet: timed steps per setting")
     args = parser.parse_args(argv)
     print(f"# depthlib.bench {args.what}: {device_label()}, {time.strftime('%Y-%m-%d')}")

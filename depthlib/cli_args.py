@@ -14,11 +14,16 @@ from __future__ import annotations
 
 __all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real", "fraction",
            "size", "size32", "local_file", "weights_file", "pretrained",
-           "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes"]
+           "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes", "COMPILE_MODES"]
 
 import argparse
 import math
 from pathlib import Path
+
+# torch.compile's modes (``--compile MODE``, ``TrainConfig.compile``): "reduce-overhead" also replays
+# the compiled graphs as CUDA graphs, one launch for a whole graph's kernels (for launch-bound
+# steps); "max-autotune" also times kernel variants and picks the fastest
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def integer(low: int, multiple: int = 1):

@@ -9,7 +9,7 @@ resume; ``progress_bar`` is the bar ``$DEPTHLIB_PROGRESS`` picks.
 from __future__ import annotations
 
 __all__ = ["distributed_context", "training_device", "join_processes", "model_for_processes", "forward_model",
-           "native_bf16", "to_channels_last", "rng_state", "set_rng_state", "progress_bar", "PROGRESS_ENV",
+           "COMPILE_MODES", "native_bf16", "to_channels_last", "rng_state", "set_rng_state", "progress_bar", "PROGRESS_ENV",
            "main_thread"]
 
 import io
@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from tqdm.std import tqdm as tqdm_std
+
+from depthlib.cli_args import COMPILE_MODES
 
 
 def distributed_context():
@@ -72,15 +74,18 @@ def model_for_processes(model: nn.Module, device, world_size: int, sync_bn: bool
     return model.to(device)
 
 
-def forward_model(model: nn.Module, device, world_size: int, compile: bool) -> nn.Module:
+def forward_model(model: nn.Module, device, world_size: int, compile) -> nn.Module:
     """What the training step calls: the model, wrapped in DDP under several processes and in
-    ``torch.compile`` when asked (the unwrapped model keeps the weights and the checkpoints)."""
+    ``torch.compile`` when asked (the unwrapped model keeps the weights and the checkpoints).
+    ``compile``: False, True (torch.compile's default mode) or one of ``COMPILE_MODES``."""
     wrapped = model
     if world_size > 1:
         device = torch.device(device)
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    return torch.compile(wrapped) if compile else wrapped
+    if not compile:
+        return wrapped
+    return torch.compile(wrapped, mode=None if compile is True else compile)
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -24,9 +24,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from depthlib.checkpoint_io import (check_run_folder, clean_run_folder, export_weights, load_weights,
                                     read_log, read_torch_file, read_training_state, run_differences, save_atomic,
                                     trim_log)
-from depthlib.runtime import (PROGRESS_ENV, distributed_context, forward_model, join_processes, main_thread,
-                              model_for_processes, native_bf16, progress_bar, rng_state, set_rng_state,
-                              to_channels_last)
+from depthlib.runtime import (COMPILE_MODES, PROGRESS_ENV, distributed_context, forward_model, join_processes,
+                              main_thread, model_for_processes, native_bf16, progress_bar, rng_state,
+                              set_rng_state, to_channels_last)
 from depthlib.tasks import DenseDepthTask, MVSNetTask
 
 # the Trainer and its configuration live here; the objectives and checkpoint readers are re-exported
@@ -43,9 +43,11 @@ class TrainConfig:
     "cosine" (per step, over the whole run). ``channels_last``: 2D convolutions' weights and image
     batches in channels_last, 3D convolutions' weights in channels_last_3d. ``cudnn_benchmark``:
     let cuDNN time its algorithms for each new input shape and keep the fastest (faster steps at a
-    fixed size; not bit-reproducible between runs). ``sync_bn``: under DDP, BatchNorm statistics over the
-    global batch (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``device``:
-    None or "cuda" picks ``cuda:LOCAL_RANK`` under torchrun (else cuda:0, else the CPU)."""
+    fixed size; not bit-reproducible between runs). ``compile``: torch.compile the model, in its
+    default mode (True) or the one named (e.g. "reduce-overhead", which replays the compiled graphs
+    as CUDA graphs). ``sync_bn``: under DDP, BatchNorm statistics over the global batch
+    (``nn.SyncBatchNorm``, CUDA only) instead of each process's share. ``device``: None or "cuda"
+    picks ``cuda:LOCAL_RANK`` under torchrun (else cuda:0, else the CPU)."""
 
     epochs: int = 1
     batch_size: int = 4
@@ -56,7 +58,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = False
     cudnn_benchmark: bool = False
-    compile: bool = False
+    compile: Union[bool, str] = False
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: Optional[int] = None
@@ -84,7 +86,9 @@ class TrainConfig:
             ("seed", count(self.seed, 0), "an integer >= 0"),
             ("checkpoint_every", self.checkpoint_every is None or count(self.checkpoint_every, 1),
              "None or an integer >= 1"),
-            ("log_every", count(self.log_every, 1), "an integer >= 1")) if not ok]
+            ("log_every", count(self.log_every, 1), "an integer >= 1"),
+            ("compile", isinstance(self.compile, bool) or self.compile in COMPILE_MODES,
+             f"True, False or a torch.compile mode: {', '.join(COMPILE_MODES)}")) if not ok]
         if problems:
             raise ValueError("TrainConfig: " + "; ".join(problems))
 

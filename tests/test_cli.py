@@ -225,3 +225,23 @@ def test_one_benchmark_table_covers_both_models_fp32_and_fast_path(monkeypatch):
         assert float(row["step (s)"]) > 0 and float(row["samples/s"]) > 0 and float(row["peak MiB"]) > 0
     assert rows[0]["speed-up"] == "1.00x" and rows[2]["speed-up"] == "1.00x"  # each model's fp32 is the base
     assert len(format_table(rows + cascade).splitlines()) == 3 + len(rows)
+
+
+def test_variants_benchmark_adds_compiled_rows_in_the_mode_asked(monkeypatch):
+    """``bench variants --compile reduce-overhead``: DenseDepth's fast path compiled, and MVSNet
+    compiled in fp32 and in AMP, each row naming the mode and its process asked for it."""
+    import depthlib.bench as bench
+
+    asked = []
+    monkeypatch.setattr(bench, "_one", lambda kind, settings: asked.append((kind, settings)) or
+                        {"seconds": 0.5, "images/s": 2.0, "samples/s": 2.0, "peak MiB": 1.0})
+    rows = bench.bench_variants(compile="reduce-overhead", steps=1, groups=("densedepth", "mvsnet-train"))
+    compiled = [(row["model"], row["mode"]) for row in rows if "compile" in row["mode"]]
+    assert [mode for _, mode in compiled] == ["train AMP + channels_last + compile (reduce-overhead)",
+                                              "train fp32 + compile (reduce-overhead)",
+                                              "train AMP + compile (reduce-overhead)"]
+    settings = [s for _, s in asked if s.get("compile")]
+    assert [s["compile"] for s in settings] == ["reduce-overhead"] * 3
+    assert settings[2]["amp"] and not settings[1].get("amp")
+    assert len(asked) == 5 + 1 + 5 + 2  # DenseDepth's five switches, then MVSNet's, then the compiled ones
+    assert not any("compile" in row["mode"] for row in bench.bench_variants(steps=1, groups=("mvsnet-train",)))

@@ -273,3 +273,21 @@ def test_a_training_step_reads_back_from_the_device_once(tmp_path, monkeypatch, 
     losses = trainer.train_step(batch)
     assert reads == ["tolist"], reads
     assert all(isinstance(value, float) for value in losses.values()) and "total" in losses
+
+
+@pytest.mark.parametrize("option, expected", [([], (False, None)), (["--compile"], (True, None)),
+                                              (["--compile", "reduce-overhead"],
+                                               ("reduce-overhead", "reduce-overhead"))])
+def test_compile_option_reaches_torch_compile_with_its_mode(tmp_path, monkeypatch, option, expected):
+    """``--compile [MODE]`` on the command line -> TrainConfig.compile -> torch.compile(mode=...):
+    "reduce-overhead" (CUDA graphs) is the experiment for launch-bound steps (data/benchmarks.md)."""
+    from depthlib.__main__ import build_parser
+
+    args = build_parser().parse_args(["train", "densedepth", "--out", str(tmp_path), *option])
+    assert args.compile == expected[0]
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
+    trainer = Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path,
+                      TrainConfig(compile=args.compile, progress=False, device="cpu"))
+    assert calls == ([] if expected[0] is False else [{"mode": expected[1]}])
+    assert trainer.forward_model is trainer.model  # the stand-in returned the model itself
