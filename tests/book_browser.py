@@ -16,7 +16,8 @@ context with a 1280 x 900 window, as a first-time reader would open it, and reco
   macros and raw TeX (`$...$`, `\\(`, `\\[`) left in the prose;
 - on chapter pages (built from `chapters/{en,zh}/*.ipynb`): the links (the Colab button among them),
   the result of clicking the link to the other-language edition, and every exercise's hint and
-  solution (collapsed dropdowns) before and after a click on its toggle button;
+  solution (collapsed dropdowns) before and after a click on its toggle button, and what a click
+  on the link in a solution's title does (before and after the dropdowns were opened);
 - every code block (`div.highlight pre`, cell outputs excluded) measured in the page once every
   dropdown is open: how many columns of the code font its area shows, whether it scrolls
   horizontally, and which lines are wider than the area;
@@ -91,6 +92,9 @@ CODE_COLUMNS = 78
 # admonition inside each exercise; `:class: dropdown` makes sphinx-togglebutton collapse each behind
 # a button.toggle-button in its title.
 DROPDOWNS = {"hint": "div.hint", "solution": "div.solution"}
+# The link to its exercise in a solution's title ("Solution to Exercise 9.1"), inside the clickable
+# title of a dropdown (_static/toggle-title-links.js).
+SOLUTION_LINK = "div.solution > .admonition-title a"
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +177,7 @@ class PageResult:
     views: list[dict] = field(default_factory=list)     # the 3D point-cloud views and what they show
     dropdowns: list[dict] = field(default_factory=list)  # each hint / solution before and after its click
     exercises: list[str] = field(default_factory=list)  # the title of each exercise, in page order
+    link_clicks: list[dict] = field(default_factory=list)  # a solution title's link clicked: what changed
     code: list[dict] = field(default_factory=list)      # each code block's columns and wide lines
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
@@ -560,7 +565,9 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
         if result.chapter:
             result.exercises = [text.strip() for text in page.locator(
                 f"{ARTICLE} div.exercise > .admonition-title").all_text_contents()]
+            _click_solution_link(page, result, "before any dropdown was opened")
             _open_dropdowns(page, result)
+            _click_solution_link(page, result, "with every dropdown open")
         result.code = page.evaluate(CODE_PROBE, ARTICLE)
         if result.chapter:
             result.listening = False   # the page followed below is checked on its own visit
@@ -614,6 +621,22 @@ def _open_dropdowns(page, result: PageResult) -> None:
         pass
     for record, (_, element) in zip(result.dropdowns, found):
         record["after"] = element.evaluate(DROPDOWN_STATE)
+
+
+def _click_solution_link(page, result: PageResult, when: str) -> None:
+    """Click the first solution title's link to its exercise, as a reader would, and record where
+    the page went and how many dropdowns opened or closed (the toggle's fade is waited for)."""
+    link = page.locator(f"{ARTICLE} {SOLUTION_LINK}").first
+    if page.locator(f"{ARTICLE} {SOLUTION_LINK}").count() == 0:
+        return
+    selector = ", ".join(f"{ARTICLE} {sel}" for sel in DROPDOWNS.values())
+    hidden = "(sel) => [...document.querySelectorAll(sel)].map(el => el.classList.contains('toggle-hidden'))"
+    before, href = page.evaluate(hidden, selector), link.get_attribute("href")
+    link.click()
+    page.wait_for_timeout(500)
+    after = page.evaluate(hidden, selector)
+    result.link_clicks.append({"when": when, "href": href, "url": page.url,
+                               "changed": sum(a != b for a, b in zip(before, after))})
 
 
 def notebook_directives(edition: str, stem: str, kinds=DROPDOWNS) -> dict[str, int]:

@@ -11,7 +11,8 @@ else blocked); these tests are the claims about what it found:
 - each chapter page (both editions) carries the Colab button for its own notebook and a link to
   the other edition of the same chapter that loads when clicked;
 - each chapter page shows every hint and solution of its notebook's exercises collapsed, and a
-  click on its button shows it (the worked answer of a solution);
+  click on its button shows it (the worked answer of a solution); the link to its exercise in a
+  solution's title goes to the exercise and opens or closes no dropdown;
 - each chapter numbers its own exercises (12.1, 12.2, ...; A.1 in the appendix) and titles them,
   their hints and their solutions in the page's language;
 - at a 1280 px window every code block shows at least 78 columns of the code font, and no code
@@ -144,6 +145,22 @@ def test_exercise_hints_and_solutions_start_collapsed_and_open_on_click(crawl):
                                 f"button ({after['shown']} of {after['parts']} parts, {after['text']} characters)")
     kinds = {d["kind"] for res in chapters for d in res.dropdowns}
     assert kinds == set(book_browser.DROPDOWNS), f"only {sorted(kinds)} found: the check would be vacuous"
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def test_a_link_in_a_solution_title_follows_the_link_and_toggles_nothing(crawl):
+    """sphinx-togglebutton made the whole title clickable: the link in "Solution to Exercise 9.1"
+    toggled the last dropdown clicked (or threw "button is not defined"); _static/toggle-title-links.js."""
+    problems, clicks = [], 0
+    for res in sorted(_chapter_pages(crawl), key=lambda r: r.rel):
+        for click in res.link_clicks:
+            clicks += 1
+            if click["changed"]:
+                problems.append(f"{res.rel}: clicking {click['href']} in a solution title {click['when']} "
+                                f"opened or closed {click['changed']} dropdown(s)")
+            if not click["url"].endswith(click["href"]):
+                problems.append(f"{res.rel}: clicking {click['href']} {click['when']} went to {click['url']}")
+    assert clicks, "no solution title with a link was clicked: the check would be vacuous"
     assert not problems, "\n" + "\n".join(problems)
 
 
