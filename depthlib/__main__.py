@@ -254,9 +254,9 @@ def _add_train_commands(commands) -> None:
                        help="metres (default 10); the network predicts max_depth / depth")
     train.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto")
     train.add_argument("--channels-last", action="store_true")
-    train.add_argument("--compile", nargs="?", const=True, default=False, choices=arg.COMPILE_MODES, metavar="MODE",
-                       help="torch.compile the model; MODE: one of torch.compile's modes "
-                            f"({', '.join(arg.COMPILE_MODES)}; default: default)")
+    train.add_argument("--compile", nargs="?", const=True, default=False, type=arg.compile_mode, metavar="MODE",
+                       help="torch.compile the model, in torch.compile's default mode or in MODE (e.g. "
+                            "reduce-overhead: CUDA graphs, for steps that wait on kernel launches)")
     train.add_argument("--cudnn-benchmark", action="store_true",
                        help="let cuDNN pick the fastest convolution algorithms for the run's sizes (GPU)")
     train.add_argument("--sync-bn", action="store_true",

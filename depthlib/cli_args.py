@@ -14,16 +14,11 @@ from __future__ import annotations
 
 __all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real", "fraction",
            "size", "size32", "local_file", "weights_file", "pretrained",
-           "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes", "COMPILE_MODES"]
+           "compile_mode", "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes"]
 
 import argparse
 import math
 from pathlib import Path
-
-# torch.compile's modes (``--compile MODE``, ``TrainConfig.compile``): "reduce-overhead" also replays
-# the compiled graphs as CUDA graphs, one launch for a whole graph's kernels (for launch-bound
-# steps); "max-autotune" also times kernel variants and picks the fastest
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def integer(low: int, multiple: int = 1):
@@ -99,6 +94,16 @@ def weights_file(text: str) -> str:
 def pretrained(text: str) -> str:
     """argparse type: "none", "imagenet" or a local weights file."""
     return text if text in ("none", "imagenet") else local_file(text)
+
+
+def compile_mode(text: str) -> str:
+    """argparse type: one of torch.compile's modes (``depthlib.runtime.COMPILE_MODES``)."""
+    from depthlib.runtime import COMPILE_MODES  # here, not at the top: --help needs no PyTorch
+
+    if text not in COMPILE_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch.compile mode; expected one of "
+                                         f"{', '.join(COMPILE_MODES)}")
+    return text
 
 
 def first_given(value, *defaults):

@@ -9,8 +9,8 @@ resume; ``progress_bar`` is the bar ``$DEPTHLIB_PROGRESS`` picks.
 from __future__ import annotations
 
 __all__ = ["distributed_context", "training_device", "join_processes", "model_for_processes", "forward_model",
-           "COMPILE_MODES", "native_bf16", "to_channels_last", "rng_state", "set_rng_state", "progress_bar", "PROGRESS_ENV",
-           "main_thread"]
+           "COMPILE_MODES", "native_bf16", "to_channels_last", "rng_state", "set_rng_state", "progress_bar",
+           "PROGRESS_ENV", "main_thread"]
 
 import io
 import os
@@ -23,7 +23,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.std import tqdm as tqdm_std
 
-from depthlib.cli_args import COMPILE_MODES
+# torch.compile's modes (``TrainConfig.compile``, ``--compile MODE``): "reduce-overhead" also replays
+# the compiled graphs as CUDA graphs, one launch for a whole graph's kernels (for launch-bound
+# steps); "max-autotune" also times kernel variants and picks the fastest
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def distributed_context():

@@ -216,6 +216,8 @@ def test_init_of_a_refining_mvsnet_into_no_refine_is_one_line(tmp_path, empty_ca
     (["train", "densedepth", "--max-depth", "inf"], "--max-depth: expected a finite number"),
     (["train", "densedepth", "--size", "0x64"], "size '0x64': expected positive HEIGHT and WIDTH"),
     (["train", "densedepth", "--checkpoint-every", "0"], "--checkpoint-every: expected an integer >= 1"),
+    (["train", "densedepth", "--compile", "fast"],
+     "--compile: 'fast' is not a torch.compile mode; expected one of default, reduce-overhead"),
     (["train", "densedepth", "--n-train", "0"], "--n-train: expected an integer >= 1"),
     (["train", "densedepth", "--init", "runs/missing.pt"], "--init: runs/missing.pt: no such file"),
     (["train", "densedepth", "--pretrained", "missing.pth"], "--pretrained: missing.pth: no such file"),
