@@ -626,9 +626,10 @@ def _open_dropdowns(page, result: PageResult) -> None:
 def _click_solution_link(page, result: PageResult, when: str) -> None:
     """Click the first solution title's link to its exercise, as a reader would, and record where
     the page went and how many dropdowns opened or closed (the toggle's fade is waited for)."""
-    link = page.locator(f"{ARTICLE} {SOLUTION_LINK}").first
-    if page.locator(f"{ARTICLE} {SOLUTION_LINK}").count() == 0:
+    links = page.locator(f"{ARTICLE} {SOLUTION_LINK}")
+    if links.count() == 0:
         return
+    link = links.first
     selector = ", ".join(f"{ARTICLE} {sel}" for sel in DROPDOWNS.values())
     hidden = "(sel) => [...document.querySelectorAll(sel)].map(el => el.classList.contains('toggle-hidden'))"
     before, href = page.evaluate(hidden, selector), link.get_attribute("href")
