@@ -236,6 +236,36 @@ def test_predict_depth_uses_eval_mode_and_restores_training_mode():
     assert not model.training
 
 
+def test_predict_depth_runs_the_network_at_the_size_asked_for(small_model):
+    torch.manual_seed(2)
+    images = torch.rand(2, 3, 96, 128)
+    seen = []
+    hook = small_model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    try:
+        at_own = predict_depth(small_model, images, size=(96, 128))
+        smaller = predict_depth(small_model, images, size=(64, 96), flip_tta=True)
+    finally:
+        hook.remove()
+    assert seen == [(96, 128), (64, 96), (64, 96)]
+    # the size the images already have changes nothing
+    torch.testing.assert_close(at_own, predict_depth(small_model, images), rtol=0, atol=0)
+    # another size: the images resized as NYUDepth resizes them, the depth back at the images' size
+    resized = F.interpolate(images, size=(64, 96), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        plain, mirrored = ((10.0 / small_model(x)).clamp(0.1, 10.0) for x in (resized, resized.flip(-1)))
+    expected = F.interpolate(0.5 * (plain + mirrored.flip(-1)), size=(96, 128), mode="bilinear",
+                             align_corners=False)
+    assert tuple(smaller.shape) == (2, 1, 96, 128)
+    torch.testing.assert_close(smaller, expected)
+    assert not torch.allclose(smaller, at_own)
+
+
+@pytest.mark.parametrize("size", [(16, 64), (64,), "64x96", (64.0, 96)])
+def test_predict_depth_rejects_a_bad_size(small_model, size):
+    with pytest.raises(ValueError, match=r"size=.*expected \(H, W\), two integers >= 32"):
+        predict_depth(small_model, torch.rand(1, 3, 64, 64), size=size)
+
+
 def test_predict_depth_rejects_a_bad_depth_range(small_model):
     with pytest.raises(ValueError, match=r"min_depth=20.0, max_depth=10.0"):
         predict_depth(small_model, torch.rand(1, 3, 64, 64), max_depth=10.0, min_depth=20.0)

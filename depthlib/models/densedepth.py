@@ -5,6 +5,7 @@ __all__ = ["load_densedepth", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "smal
            "UpBlock", "DenseDepthDecoder", "DenseDepth", "densedepth169", "densedepth121",
            "densedepth_small", "predict_depth"]
 
+import numbers
 import os
 import re
 
@@ -269,7 +270,8 @@ def _depth_from_output(output: torch.Tensor, max_depth: float, min_depth: float)
 
 @torch.inference_mode()
 def predict_depth(model: nn.Module, images: torch.Tensor, max_depth: float = 10.0,
-                  min_depth: float | None = None, flip_tta: bool = False) -> torch.Tensor:
+                  min_depth: float | None = None, flip_tta: bool = False,
+                  size: tuple[int, int] | None = None) -> torch.Tensor:
     """Metric depth of RGB images from a DenseDepth model, at the images' resolution.
 
     Args:
@@ -279,6 +281,10 @@ def predict_depth(model: nn.Module, images: torch.Tensor, max_depth: float = 10.
             min_depth defaults to max_depth / 100 (as depth_norm).
         flip_tta: also predict the mirrored images and average, in metres, with the mirrored-back
             result (the paper's test-time augmentation).
+        size: (H', W') to run the network at, normally the size it was trained at (a network reads
+            depth partly from how large things look in pixels, chapter 06): the images are resized
+            as ``NYUDepth`` resizes them (bilinear, antialiased) and the depth comes back at the
+            images' own resolution. None: run at the images' size.
     Returns:
         (B, 1, H, W) depth in metres, bilinearly upsampled from half resolution
         (align_corners=False: half-resolution pixel centres sit between pairs of input pixels).
@@ -287,14 +293,22 @@ def predict_depth(model: nn.Module, images: torch.Tensor, max_depth: float = 10.
     min_depth = max_depth / 100 if min_depth is None else min_depth
     if not 0 < min_depth < max_depth:
         raise ValueError(f"min_depth={min_depth}, max_depth={max_depth}: expected 0 < min_depth < max_depth")
+    out_size = images.shape[-2:]
+    if size is not None:
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or not all(isinstance(n, numbers.Integral) and n >= MIN_SIZE for n in size)):
+            raise ValueError(f"size={size!r}: expected (H, W), two integers >= {MIN_SIZE}")
     was_training = model.training
     model.eval()
     try:
         images = images.to(next(model.parameters()).device)
+        if size is not None and tuple(map(int, size)) != tuple(out_size):   # resized where the model runs
+            images = F.interpolate(images, size=tuple(map(int, size)), mode="bilinear", align_corners=False,
+                                   antialias=True).clamp(0.0, 1.0)
         depth = _depth_from_output(model(images), max_depth, min_depth)
         if flip_tta:
             flipped = _depth_from_output(model(images.flip(-1)), max_depth, min_depth)
             depth = 0.5 * (depth + flipped.flip(-1))
     finally:
         model.train(was_training)
-    return F.interpolate(depth, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(depth, size=out_size, mode="bilinear", align_corners=False)
