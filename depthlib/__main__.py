@@ -89,6 +89,8 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    if args.net_size is not None and args.model != "densedepth":
+        raise ValueError(f"--net-size is for eval densedepth; eval {args.model} runs at --size")
     if args.model == "casmvsnet":
         from depthlib.cascade_cli import eval_casmvsnet
         return eval_casmvsnet(args)
@@ -206,16 +208,20 @@ def _eval_densedepth(args) -> int:
     asked = {key: value for key, value in (("encoder", args.encoder), ("max_depth", args.max_depth)) if value is not None}
     run_differences(metadata, asked, args.ckpt)
     profile = get_profile(args.profile)
-    size = arg.first_given(args.size, metadata.get("size") and tuple(metadata["size"]), profile.nyu_size)
+    trained_size = metadata.get("size") and tuple(metadata["size"])
+    size = arg.first_given(args.size, trained_size, profile.nyu_size)
+    # the network runs at the size it was trained at (chapter 06: its depths are wrong at another one)
+    net_size = tuple(arg.first_given(args.net_size, trained_size, size))
     max_depth = arg.first_given(args.max_depth, metadata.get("max_depth"), 10.0)
     model = DenseDepth(arg.first_given(args.encoder, metadata.get("encoder"), "densenet169"))
     load_model_state(model, weights, args.ckpt)
     model.to(profile.device)
     test_set = NYUDepth(arg.nyu_root(args.data, profile, n_train=0, n_test=args.n_test), "test", size=size)
-    metrics = evaluate(lambda images: predict_depth(model, images, max_depth), test_set,
+    metrics = evaluate(lambda images: predict_depth(model, images, max_depth, size=net_size), test_set,
                        flip_tta=not args.no_flip_tta, crop=None if args.crop == "none" else args.crop,
                        max_depth=max_depth)
-    print(f"DenseDepth ({metadata.get('encoder', '?')}) on {len(test_set)} test images, {size[0]}x{size[1]}, "
+    network = f" (network at {net_size[0]}x{net_size[1]})" if net_size != tuple(size) else ""
+    print(f"DenseDepth ({metadata.get('encoder', '?')}) on {len(test_set)} test images, {size[0]}x{size[1]}{network}, "
           f"flip TTA {'off' if args.no_flip_tta else 'on'}, crop {args.crop}")
     print(format_table([{name: f"{value:.4f}" for name, value in metrics.items()}]))
     return 0
@@ -293,8 +299,13 @@ def _add_train_commands(commands) -> None:
     evaluate.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
                           help="default: the checkpoint's (another one is an error)")
     evaluate.add_argument("--size", type=arg.size,
-                          help="densedepth: input size; mvsnet, casmvsnet: the size --data synthetic is rendered at "
+                          help="densedepth: the test images' size, where depth is scored (default: the "
+                               "checkpoint's); mvsnet, casmvsnet: the size --data synthetic is rendered at "
                                "(default: the profile's)")
+    evaluate.add_argument("--net-size", type=arg.size,
+                          help="densedepth: the size the network runs at, its depth then resized to --size "
+                               "(default: the checkpoint's training size; another size changes the depths it "
+                               "predicts, chapter 06)")
     evaluate.add_argument("--n-test", type=arg.positive)
     evaluate.add_argument("--max-depth", type=arg.positive_real,
                           help="default: the checkpoint's (another one is an error: it rescales every prediction)")

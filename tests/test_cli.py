@@ -55,6 +55,41 @@ def test_render_benchmark_produces_a_table_row_per_setting():
     assert all(float(row["frames/s"]) > 0 for row in rows)
 
 
+def _table_values(out: str) -> dict:
+    """The first Markdown table printed: its header names -> the first row's numbers."""
+    rows = [line for line in out.splitlines() if line.startswith("|")]
+    names, values = ([cell.strip() for cell in row.strip("|").split("|")] for row in (rows[0], rows[2]))
+    return {name: float(value) for name, value in zip(names, values)}
+
+
+def test_eval_densedepth_runs_the_network_at_its_training_size(tmp_path, capsys):
+    from depthlib.checkpoint_io import save_atomic
+    from depthlib.data import write_nyu_like
+    from depthlib.metrics import evaluate
+    from depthlib.models import DenseDepth, predict_depth
+
+    torch.manual_seed(0)
+    model = DenseDepth("small").eval()
+    metadata = {"model": "densedepth", "encoder": "small", "size": [64, 64], "max_depth": 10.0}
+    save_atomic({"model": model.state_dict(), "metadata": metadata}, tmp_path / "w.pt")
+    data = write_nyu_like(tmp_path / "nyu", n_train=1, n_test=3, height=96, width=128, seed=0)
+    test_set = NYUDepth(data, "test", size=(96, 128))
+    common = ["eval", "densedepth", "--ckpt", str(tmp_path / "w.pt"), "--data", f"nyu:{data}", "--profile", "cpu",
+              "--size", "96x128", "--no-flip-tta"]
+    for net_size, extra in (((64, 64), []), ((96, 128), ["--net-size", "96x128"])):
+        assert main([*common, *extra]) == 0
+        out = capsys.readouterr().out
+        network = f" (network at {net_size[0]}x{net_size[1]})" if net_size == (64, 64) else ","
+        assert "on 3 test images, 96x128" + network in out
+        expected = evaluate(lambda images: predict_depth(model, images, size=net_size), test_set,
+                            flip_tta=False, crop=None)
+        got = _table_values(out)
+        for name in ("delta1", "abs_rel", "rmse"):  # printed to 4 decimals
+            assert got[name] == pytest.approx(expected[name], abs=1e-4), (net_size, name)
+    with pytest.raises(ValueError, match="--net-size is for eval densedepth; eval mvsnet runs at --size"):
+        main(["eval", "mvsnet", "--ckpt", str(tmp_path / "w.pt"), "--net-size", "64x64"])
+
+
 def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEPTHLIB_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
