@@ -6,20 +6,24 @@ the book or in Jupyter this only remembers the value; under the chapter runner
 record is also appended to that file as one JSON line, and the runner gathers them into a summary.
 
 Usage: ``python -m depthlib.chapters run [--lang en|zh|both] [--profile cpu|gpu|auto] [--out DIR]
-[--book DIR] [--timeout S] [-p NAME VALUE ...] [CHAPTER ...]`` executes chapters with papermill (a
-failing chapter is reported with its cell, and the run goes on) and writes ``DIR/<lang>/NN_name.ipynb``,
-``DIR/summary.json`` and ``DIR/summary.md``; ``python -m depthlib.chapters list`` lists the chapters.
+[--book DIR] [--timeout S] [--jobs N] [--budget S] [-p NAME VALUE ...] [CHAPTER ...]`` executes
+chapters with papermill (a failing chapter is reported with its cell, and the run goes on; ``--jobs``
+runs several at once, ``--budget`` stops the whole run after that many seconds and reports what it did)
+and writes ``DIR/<lang>/NN_name.ipynb``, ``DIR/summary.json`` and ``DIR/summary.md``; ``python -m
+depthlib.chapters list`` lists the chapters.
 """
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import numbers
 import os
 import re
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
 from pathlib import Path
 
@@ -231,7 +235,10 @@ def _describe_failure(error: BaseException, executed: Path) -> dict:
     return failure
 
 
-def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True) -> dict:
+OUT_OF_TIME, NOT_RUN = "out of time", "not run"  # statuses of a run with a budget
+
+
+def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True, deadline=None) -> dict:
     """Execute one chapter with papermill and collect the numbers it records.
 
     Args:
@@ -240,16 +247,25 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True)
         parameters: papermill parameters, e.g. ``{"profile": "cpu"}``.
         timeout: seconds allowed per cell.
         progress: show papermill's cell progress bar.
+        deadline: None, or a ``time.time()`` after which no cell may run: a chapter still running
+            then stops with status "out of time"; one that would start later is "not run".
     Returns:
-        ``{"status": "ok" | "failed", "seconds", "records": {name: {"value", "unit"}}, "error"}``;
-        ``error`` (None when ok) holds ``cell`` (index in the notebook), ``execution_count``,
-        ``ename``, ``message`` and, when the traceback shows it, the failing ``line``.
+        ``{"status": "ok" | "failed" | "out of time" | "not run", "seconds", "records": {name:
+        {"value", "unit"}}, "error"}``; ``error`` (None when ok) holds ``cell`` (index in the
+        notebook), ``execution_count``, ``ename``, ``message`` and, when the traceback shows it, the
+        failing ``line``.
     """
     papermill = _papermill()
     notebook, executed = Path(notebook), Path(executed)
+    if deadline is not None and time.time() >= deadline:
+        return {"status": NOT_RUN, "seconds": 0.0, "records": {},
+                "error": {"ename": "NotRun", "message": "the run's time budget was spent before it started"}}
     executed.parent.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get(RECORD_ENV)
     error = None
+    limits = {}
+    if deadline is not None:  # each cell may run until the deadline (at least 1 s: nbclient reads 0 as "none")
+        limits["timeout_func"] = lambda cell: max(1.0, min(timeout or math.inf, deadline - time.time()))
     with tempfile.TemporaryDirectory(prefix="depthlib-records-") as folder:
         record_file = Path(folder) / "records.jsonl"
         os.environ[RECORD_ENV] = str(record_file)  # the kernel inherits the environment
@@ -257,7 +273,8 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True)
         try:
             papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                        kernel_name="python3", cwd=str(notebook.resolve().parent),
-                                       execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE)
+                                       execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE,
+                                       **limits)
         except Exception as caught:  # a cell's error, a timeout, a dead kernel: reported, and on we go
             error = _describe_failure(caught, executed)
         finally:
@@ -267,8 +284,19 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True)
             else:
                 os.environ[RECORD_ENV] = previous
         records = _read_records(record_file)
-    return {"status": "failed" if error else "ok", "seconds": round(seconds, 1), "records": records,
-            "error": error}
+    status = "failed" if error else "ok"
+    if error and error.get("ename") == "CellTimeoutError" and deadline is not None and time.time() >= deadline - 1:
+        status = OUT_OF_TIME
+        error["message"] = f"stopped when the run's time budget ran out ({error['message']})"
+    return {"status": status, "seconds": round(seconds, 1), "records": records, "error": error}
+
+
+def _run_in_worker(task):
+    """One chapter in a worker process of ``run_chapters(jobs=N)`` (its own RECORD_ENV and kernel)."""
+    label, notebook, executed, parameters, timeout, deadline = task
+    if deadline is None or time.time() < deadline:
+        print(f"{label}: running", flush=True)
+    return run_chapter(notebook, executed, parameters, timeout, progress=False, deadline=deadline)
 
 
 def _format_value(value: float) -> str:
@@ -290,9 +318,12 @@ def summary_markdown(summary: dict) -> str:
         Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error).
     """
     chapters = summary["chapters"]
-    failed = sum(c["status"] != "ok" for c in chapters)
-    lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed, "
-             f"{summary['seconds']:.0f} s", "",
+    failed = sum(c["status"] == "failed" for c in chapters)
+    unfinished = sum(c["status"] in (OUT_OF_TIME, NOT_RUN) for c in chapters)
+    more = f", {unfinished} unfinished (budget {summary['budget']:.0f} s)" if unfinished else ""
+    jobs = f", {summary['jobs']} at a time" if summary.get("jobs", 1) > 1 else ""
+    lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
+             f"{summary['seconds']:.0f} s{jobs}", "",
              "| chapter | status | time (s) | key numbers |", "|---|---|---:|---|"]
     for c in chapters:
         numbers = "; ".join(f"{name} {_format_value(r['value'])}" + (f" {r['unit']}" if r["unit"] else "")
@@ -307,7 +338,7 @@ def summary_markdown(summary: dict) -> str:
 
 
 def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", book=".", timeout=600,
-                 parameters=None, progress=True) -> dict:
+                 parameters=None, progress=True, jobs=1, budget=None) -> dict:
     """Execute chapters headless and write the executed notebooks and a summary of their key numbers.
 
     A failing chapter (an error in a cell, a cell over ``timeout``, a dead kernel) is reported with
@@ -322,33 +353,73 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         timeout: seconds allowed per cell.
         parameters: more papermill parameters (override ``profile`` too), e.g. ``{"seed": 1}``.
         progress: show papermill's cell progress bar (the start / end line of a chapter always prints).
+        jobs: chapters run at once, each in a worker process with its own kernel; with more than
+            one, each kernel gets ``cpu_count // jobs`` threads (``OMP_NUM_THREADS``, unless set)
+            and the chapters share the machine, so their times are upper bounds.
+        budget: None, or seconds for the whole run: when they are spent, the chapters still
+            running stop ("out of time") and the rest are "not run"; the summary keeps both.
     Returns:
-        ``{"profile", "lang", "started", "seconds", "failed", "chapters": [{"lang", "chapter",
-        "notebook", "status", "seconds", "records", "error"}, ...]}``, as written to summary.json.
+        ``{"profile", "lang", "started", "seconds", "failed", "unfinished", "jobs", "budget",
+        "chapters": [{"lang", "chapter", "notebook", "status", "seconds", "records", "error"}, ...]}``,
+        as written to summary.json; chapters in the order they were named.
     """
     if profile not in ("cpu", "gpu", "auto"):
         raise ValueError(f"unknown profile {profile!r}, expected 'cpu', 'gpu' or 'auto'")
     if lang not in (*LANGS, "both"):
         raise ValueError(f"unknown edition {lang!r}, expected 'en', 'zh' or 'both'")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, got {jobs!r}")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and math.isfinite(budget)):
+        raise ValueError(f"budget must be a positive number of seconds or None, got {budget!r}")
     todo = resolve_chapters(chapters, book, lang)
     _papermill()  # fail before the first chapter when papermill is missing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"profile": profile, "lang": lang, "started": datetime.now().isoformat(timespec="seconds"),
-               "seconds": 0.0, "failed": 0, "chapters": []}
+               "seconds": 0.0, "failed": 0, "unfinished": 0, "jobs": jobs, "budget": budget, "chapters": []}
     start = time.perf_counter()
-    for k, (edition, notebook) in enumerate(todo, 1):
-        print(f"[{k}/{len(todo)}] {edition}/{notebook.stem}: running", flush=True)
-        executed = out / edition / notebook.name
-        result = run_chapter(notebook, executed, {"profile": profile, **(parameters or {})}, timeout, progress)
-        summary["chapters"].append({"lang": edition, "chapter": notebook.stem,
-                                    "notebook": f"{edition}/{notebook.name}", **result})
-        summary["failed"] += result["status"] != "ok"
+    deadline = None if budget is None else time.time() + budget
+    params = {"profile": profile, **(parameters or {})}
+    tasks = [(f"[{k}/{len(todo)}] {edition}/{notebook.stem}", notebook, out / edition / notebook.name, params,
+              timeout, deadline) for k, (edition, notebook) in enumerate(todo, 1)]
+    done: dict[int, dict] = {}
+
+    def finish(index, result):
+        edition, notebook = todo[index]
+        done[index] = {"lang": edition, "chapter": notebook.stem, "notebook": f"{edition}/{notebook.name}",
+                       **result}
+        summary["chapters"] = [done[k] for k in sorted(done)]
+        summary["failed"] = sum(c["status"] == "failed" for c in summary["chapters"])
+        summary["unfinished"] = sum(c["status"] in (OUT_OF_TIME, NOT_RUN) for c in summary["chapters"])
         summary["seconds"] = round(time.perf_counter() - start, 1)
-        note = f" in cell {result['error'].get('cell', '?')}: {result['error']['ename']}" if result["error"] else ""
-        print(f"[{k}/{len(todo)}] {edition}/{notebook.stem}: {result['status']}{note} "
-              f"({result['seconds']:.1f} s)", flush=True)
+        error = result["error"]
+        note = f" in cell {error.get('cell', '?')}: {error['ename']}" if error and "cell" in error else ""
+        print(f"{tasks[index][0]}: {result['status']}{note} ({result['seconds']:.1f} s)", flush=True)
         write_summary(summary, out)  # after every chapter: a stopped run keeps what it did
+
+    if jobs == 1:
+        for index, (label, notebook, executed, params, timeout, deadline) in enumerate(tasks):
+            if deadline is None or time.time() < deadline:
+                print(f"{label}: running", flush=True)
+            finish(index, run_chapter(notebook, executed, params, timeout, progress, deadline))
+        return summary
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None:  # the kernels inherit it through the workers
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        # spawn: each worker a fresh interpreter (no forked torch / ZMQ state), its own environment
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_in_worker, task): index for index, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker that died: its chapter failed, the others go on
+                    result = {"status": "failed", "seconds": 0.0, "records": {},
+                              "error": {"ename": type(error).__name__, "message": _first_line(error)}}
+                finish(futures[future], result)
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return summary
 
 
@@ -389,6 +460,9 @@ def main(argv=None) -> int:
     run.add_argument("--timeout", type=float, default=600, help="seconds per cell (default: 600)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="a papermill parameter, e.g. -p seed 3 (repeatable)")
+    run.add_argument("--jobs", type=int, default=1, help="chapters run at once (default: 1)")
+    run.add_argument("--budget", type=float, default=None,
+                     help="seconds for the whole run: then running chapters stop and the rest are not run")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     listing = commands.add_parser("list", help="list the chapters of an edition")
     listing.add_argument("--lang", choices=[*LANGS, "both"], default="en")
@@ -403,12 +477,13 @@ def main(argv=None) -> int:
         parameters = {name: _parameter_value(value) for name, value in args.parameter}
         summary = run_chapters(args.chapters or None, lang=args.lang, profile=args.profile, out=args.out,
                                book=args.book, timeout=args.timeout, parameters=parameters,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,
+                               budget=args.budget)
     except (ValueError, FileNotFoundError, ImportError) as error:
         parser.exit(2, f"error: {error}\n")
     print(summary_markdown(summary), end="")
     print(f"wrote {Path(args.out) / 'summary.md'} and summary.json")
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failed"] or summary["unfinished"] else 0
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ profile (the chapter runner), and ``python -m depthlib.bench``, each step with a
 own so one slow step cannot eat the others. It ends in one summary table (step or chapter, status,
 seconds, key numbers), written to ``OUT/summary.md`` and printed. Usage:
 ``python -m depthlib.gpucheck [--out DIR] [--lang en|zh|both] [--chapters 04 05 ...] [--no-bench]
-[--bench-args "--compile"] [--step-timeout S]``.
+[--bench-args "--compile"] [--step-timeout S] [--jobs N] [--budget S]``.
+
+On a machine lent for a few minutes, ``--budget`` bounds the whole check (each step gets at most
+what is left, and ``--step-timeout`` caps one step) and ``--jobs`` runs that many chapters at once:
+the chapters that finish are reported with their numbers, the rest as "out of time" or "not run".
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -28,10 +34,15 @@ def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as sink:
+        # its own process group: on a time-out the step's children go too (the benchmark runs each
+        # setting in a process of its own, the chapter runner starts kernels), so none keeps the GPU
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout)
-            status = "ok" if result.returncode == 0 else f"failed (exit {result.returncode})"
+            returncode = process.wait(timeout=timeout)
+            status = "ok" if returncode == 0 else f"failed (exit {returncode})"
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             status = f"timed out after {timeout:.0f} s"
     text = log.read_text(encoding="utf-8", errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
@@ -77,7 +88,8 @@ def summary_table(steps: list[dict], chapters: dict | None, out: Path) -> str:
             error = chapter.get("error") or {}
             line = f" at `{error['line']}`" if error.get("line") else ""
             message = f" {error['message']}" if error.get("message") else ""
-            detail = f"cell {error.get('cell')}: {error.get('ename')}:{message}{line}"[:240]
+            where = f"cell {error['cell']}: " if error.get("cell") is not None else ""  # not run: no cell
+            detail = f"{where}{error.get('ename')}:{message}{line}"[:240]
         rows.append(f"| {name} | {chapter['status']} | {chapter['seconds']:.1f} | {detail.replace('|', '/')} |")
         cells = slowest_cells(out / "chapters" / chapter["lang"] / f"{chapter['chapter']}.ipynb")
         if cells:
@@ -101,7 +113,20 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark")
     parser.add_argument("--bench-args", default="", help="extra arguments for python -m depthlib.bench")
     parser.add_argument("--step-timeout", type=float, default=3600, help="seconds allowed per step")
+    parser.add_argument("--jobs", type=int, default=1, help="chapters run at once (default: 1)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for the whole check: each step gets at most what is left")
     args = parser.parse_args(argv)
+    if args.jobs < 1 or (args.budget is not None and not args.budget > 0):
+        parser.error(f"--jobs must be at least 1 and --budget positive, got {args.jobs} and {args.budget}")
+    started = time.perf_counter()
+
+    def limit() -> float:
+        """Seconds the next step may take: the step time-out, or less when the budget runs short."""
+        if args.budget is None:
+            return args.step_timeout
+        return max(1.0, min(args.step_timeout, args.budget - (time.perf_counter() - started)))
+
     import torch
 
     if not torch.cuda.is_available():
@@ -114,19 +139,23 @@ def main(argv=None) -> int:
         # the CUDA tests' own file: other test modules need test-only packages (kornia, ...) that a
         # GPU machine may lack, and one import error would stop the whole collection
         step = run_step("pytest -m cuda", [python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-                                           "tests/test_cuda.py"], out / "pytest-cuda.log", args.step_timeout)
+                                           "tests/test_cuda.py"], out / "pytest-cuda.log", limit())
         steps.append(step)
     if not args.no_chapters:
+        # the runner stops itself at its budget and writes what it did; the step's own time-out
+        # (30 s later) is only for a runner that hangs
+        seconds = limit()
         command = [python, "-m", "depthlib.chapters", "run", "--lang", args.lang, "--profile", "gpu",
-                   "--out", str(out / "chapters"), "--no-progress", *args.chapters]
-        steps.append(run_step(f"chapters ({args.lang}, gpu profile)", command, out / "chapters.log",
-                              args.step_timeout))
+                   "--out", str(out / "chapters"), "--no-progress", "--jobs", str(args.jobs),
+                   "--budget", f"{seconds:.0f}", *args.chapters]
+        steps.append(run_step(f"chapters ({args.lang}, gpu profile, {args.jobs} at a time)", command,
+                              out / "chapters.log", seconds + 30))
         summary = out / "chapters" / "summary.json"
         chapters = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
     if not args.no_bench:
         command = [python, "-m", "depthlib.bench", *shlex.split(args.bench_args)]
         steps.append(run_step("python -m depthlib.bench " + args.bench_args, command, out / "bench.md",
-                              args.step_timeout))
+                              limit()))
     table = summary_table(steps, chapters, out)
     text = f"# gpu-check: {_device_label()}, {date.today().isoformat()}\n\n{table}\n"
     bench = out / "bench.md"

@@ -154,6 +154,57 @@ def test_a_cell_over_the_timeout_and_a_dead_kernel_fail_their_chapter_only(tmp_p
     assert (tmp_path / "out/zh/00_slow.ipynb").is_file() and summary["failed"] == 2
 
 
+def test_jobs_run_chapters_at_once_each_with_its_own_records_and_threads(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    book, meet = tmp_path / "book", tmp_path / "meet"
+    meet.mkdir()
+    # each chapter leaves its mark, then waits up to 60 s for the other's: run one after the
+    # other, the first would wait in vain and fail; run at once, both meet
+    for name, me, other in (("00_a", "a", "b"), ("01_b", "b", "a")):
+        _write_notebook(book / f"chapters/en/{name}.ipynb",
+                        "import os, time\nfrom pathlib import Path\nfrom depthlib.chapters import record\n"
+                        f"meet = Path({str(meet)!r})\n(meet / {me!r}).touch()\n"
+                        f"start = time.time()\nwhile not (meet / {other!r}).exists():\n"
+                        "    assert time.time() - start < 60, 'the other chapter never started'\n"
+                        "    time.sleep(0.1)\n"
+                        f"record({me!r}, seed)\nrecord('threads', int(os.environ['OMP_NUM_THREADS']))")
+    out = tmp_path / "out"
+    assert chapters.main(["run", "--book", str(book), "--out", str(out), "--jobs", "2", "-p", "seed", "4"]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [c["chapter"] for c in summary["chapters"]] == ["00_a", "01_b"]  # the order they were named in
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert [c["records"] for c in summary["chapters"]] == [
+        {"a": {"value": 4.0, "unit": None}, "threads": {"value": threads, "unit": None}},
+        {"b": {"value": 4.0, "unit": None}, "threads": {"value": threads, "unit": None}}]
+    assert "OMP_NUM_THREADS" not in os.environ  # restored after the run
+    assert "2 at a time" in capsys.readouterr().out
+
+
+def test_a_budget_stops_the_running_chapter_and_skips_the_rest(tmp_path, monkeypatch):
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    book = tmp_path / "book"
+    _write_notebook(book / "chapters/en/00_slow.ipynb", "from depthlib.chapters import record\nrecord('x', 1)",
+                    "import time\ntime.sleep(300)")
+    _write_notebook(book / "chapters/en/01_quick.ipynb", "x = 1")
+    summary = chapters.run_chapters(None, book=book, out=tmp_path / "out", timeout=600, progress=False, budget=6)
+    slow, quick = summary["chapters"]
+    assert slow["status"] == "out of time" and slow["error"]["cell"] == 3 and slow["seconds"] < 120
+    assert slow["records"] == {"x": {"value": 1.0, "unit": None}}  # what it did before the budget ran out
+    assert quick["status"] == "not run" and quick["records"] == {}
+    assert (summary["failed"], summary["unfinished"]) == (0, 2)
+    table = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "2 unfinished (budget 6 s)" in table and "| en/01_quick | not run |" in table
+
+
+@pytest.mark.parametrize("option", [{"jobs": 0}, {"jobs": 1.5}, {"budget": 0}, {"budget": float("nan")}])
+def test_bad_jobs_or_budget_are_refused(tmp_path, option):
+    with pytest.raises(ValueError, match=next(iter(option))):
+        chapters.run_chapters(["00"], book=ROOT, out=tmp_path, **option)
+
+
 # --- the runner on two real chapters --------------------------------------------------------------
 
 def test_runner_executes_two_real_chapters_and_summarises_their_key_numbers(tmp_path):

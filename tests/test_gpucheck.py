@@ -1,6 +1,8 @@
 """make gpu-check's own logic (its GPU steps run only on a CUDA machine)."""
 import json
+import os
 import sys
+import time
 
 import pytest
 import torch
@@ -35,6 +37,61 @@ def test_the_summary_has_a_row_per_step_and_chapter_and_the_slowest_cells(tmp_pa
     assert "| en/05_training | ok | 20.5 | abs_rel 0.25; step 0.031 s; points 49,152; flops 2,500,000,000 |" in table
     assert "| en/07_plane_sweep | failed | 9.0 | cell 34: AssertionError: at `assert a < b` |" in table
     assert "- en/05_training: cell 1 12.0 s; cell 2 3.0 s; cell 0 0.5 s" in table
+
+
+def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
+    # the benchmark runs each setting in a process of its own: on a time-out none may live on
+    pid_file = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    slow = gpucheck.run_step("nested", [sys.executable, "-c", code], tmp_path / "n.log", timeout=3)
+    assert slow["status"] == "timed out after 3 s" and slow["seconds"] < 30
+    grandchild = int(pid_file.read_text())
+    for _ in range(50):  # killed at once; give the kernel a moment to reap it
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the step's child {grandchild} outlived its time-out")
+
+
+def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, monkeypatch):
+    clock, calls = [0.0], []
+    took = {"pytest": 10.0, "chapters": 55.0, "python": 5.0}  # seconds each step "takes" on a fake clock
+
+    def fake_step(name, command, log, timeout):
+        calls.append((name, command, timeout))
+        clock[0] += took[name.split()[0]]
+        return {"step": name, "status": "ok", "seconds": took[name.split()[0]], "detail": ""}
+
+    monkeypatch.setattr(gpucheck, "run_step", fake_step)
+    monkeypatch.setattr(gpucheck, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(gpucheck, "_device_label", lambda: "a test GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    status = gpucheck.main(["--out", str(tmp_path), "--budget", "100", "--step-timeout", "60", "--jobs", "3"])
+    assert status == 0
+    (_, _, tests), (name, chapters, runner), (_, _, bench) = calls
+    assert tests == 60  # the step time-out caps a step while the budget has more
+    assert chapters[chapters.index("--jobs") + 1] == "3" and "3 at a time" in name
+    assert chapters[chapters.index("--budget") + 1] == "60"  # the runner stops itself at its budget...
+    assert runner == 90  # ...and the step kills it only 30 s later, if it hangs
+    assert bench == 35  # what is left of 100 s after 10 + 55
+
+
+def test_bad_jobs_or_budget_are_refused_by_the_gpu_check(tmp_path):
+    for bad in (["--jobs", "0"], ["--budget", "-5"]):
+        with pytest.raises(SystemExit):
+            gpucheck.main(["--out", str(tmp_path), *bad])
+
+
+def test_chapters_out_of_budget_show_their_status_not_a_cell(tmp_path):
+    chapters = {"chapters": [{"lang": "zh", "chapter": "12_cascade", "status": "not run", "seconds": 0.0,
+                              "records": {}, "error": {"ename": "NotRun", "message": "budget spent"}}]}
+    table = gpucheck.summary_table([], chapters, tmp_path)
+    assert "| zh/12_cascade | not run | 0.0 | NotRun: budget spent |" in table
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without a GPU")
