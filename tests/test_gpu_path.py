@@ -1,9 +1,11 @@
 """CPU stand-ins for the GPU path's bug classes (CI has no GPU; tests/test_cuda.py runs the real ones).
 
 Autocast precision of the warp, the AMP dtype a pre-Ampere GPU gets, checkpoints whose tensors were
-saved on another device, the schedule under GradScaler's skipped steps, one GPU per DDP process and
-validation on every rank.
+saved on another device, the schedule under GradScaler's skipped steps, one GPU per DDP process,
+validation on every rank, and tensors made on the CPU inside computations that run on the GPU
+(PyTorch's 'meta' device stands in for CUDA).
 """
+import contextlib
 import os
 import socket
 import sys
@@ -291,3 +293,101 @@ def test_compile_option_reaches_torch_compile_with_its_mode(tmp_path, monkeypatc
                       TrainConfig(compile=args.compile, progress=False, device="cpu"))
     assert calls == ([] if expected[0] is False else [{"mode": expected[1]}])
     assert trainer.forward_model is trainer.model  # the stand-in returned the model itself
+
+
+class _AutocastOffTheMetaDevice:
+    """torch.autocast, except that on the 'meta' device (which autocast refuses) it does nothing."""
+
+    real = torch.autocast
+
+    def __init__(self, device_type, *args, **kwargs):
+        self.inner = (contextlib.nullcontext() if device_type == "meta"
+                      else self.real(device_type, *args, **kwargs))
+
+    def __enter__(self):
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc):
+        return self.inner.__exit__(*exc)
+
+
+def _meta_training_case(name):
+    """(model, task, batch) with every tensor on the 'meta' device, at the smallest legal sizes."""
+    from depthlib.models import CasMVSNet, CasMVSNetTask, MVSNet, densedepth_small
+    from depthlib.tasks import DenseDepthTask, MVSNetTask
+
+    meta = torch.device("meta")
+    if name == "densedepth":
+        batch = {"image": torch.rand(2, 3, 64, 96), "depth": 1 + torch.rand(2, 1, 64, 96),
+                 "mask": torch.ones(2, 1, 64, 96, dtype=torch.bool)}
+        model, task = densedepth_small(), DenseDepthTask()
+    else:
+        batch = {"imgs": torch.rand(2, 3, 3, 64, 96), "proj_matrices": torch.eye(4).expand(2, 3, 4, 4).clone(),
+                 "depth_values": torch.linspace(425, 900, 16).expand(2, 16).clone(),
+                 "depth_interval": torch.full((2,), 475 / 15)}
+        if name == "mvsnet":
+            batch.update(depth=torch.rand(2, 1, 16, 24), mask=torch.ones(2, 1, 16, 24, dtype=torch.bool))
+            model, task = MVSNet(refine=True), MVSNetTask()
+        else:
+            for scale, part in ((1, "full"), (2, "half"), (4, "quarter")):
+                batch[f"depth_{part}"] = torch.rand(2, 1, 64 // scale, 96 // scale)
+                batch[f"mask_{part}"] = torch.ones(2, 1, 64 // scale, 96 // scale, dtype=torch.bool)
+            model, task = CasMVSNet(), CasMVSNetTask()
+    return model.to(meta), task, {key: value.to(meta) for key, value in batch.items()}
+
+
+@pytest.mark.parametrize("name", ["densedepth", "mvsnet", "casmvsnet"])
+def test_a_training_step_on_another_device_creates_no_tensor_on_the_cpu(monkeypatch, name):
+    """The bug class behind 'confidence_scratch built its plane numbers on the CPU': a tensor made
+    without device= inside a forward pass or a loss works on the CPU and fails on CUDA. PyTorch's
+    'meta' device stands in for CUDA: it computes shapes only, and refuses a CPU tensor in any op
+    with a meta one, as CUDA does. The models' forward passes, their tasks' losses and the backward."""
+    monkeypatch.setattr(torch, "autocast", _AutocastOffTheMetaDevice)
+    model, task, batch = _meta_training_case(name)
+    losses = task.loss(model.train(), batch)
+    assert losses["total"].device.type == "meta" and losses["total"].dim() == 0
+    losses["total"].backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.device.type == "meta" for g in grads)
+    model.eval()
+    with torch.no_grad():
+        key = "image" if name == "densedepth" else "imgs"
+        args = [batch[key]] if name == "densedepth" else [batch[k] for k in ("imgs", "proj_matrices", "depth_values")]
+        out = model(*args)
+    tensors = [out] if torch.is_tensor(out) else [v for v in out.values() if torch.is_tensor(v)]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+
+
+def test_the_warp_masks_and_baselines_on_another_device_create_no_tensor_on_the_cpu(monkeypatch):
+    """The same check (see above) for the tensor functions chapters call on the profile's device:
+    fusion's geometric mask, the plane-sweep baseline, the cascade's hypotheses, DenseDepth's
+    prediction at its own size, the edge-band regions and SSIM."""
+    from depthlib.fusion import geometric_mask, photometric_mask
+    from depthlib.losses import ssim
+    from depthlib.metrics import depth_edge_regions, eigen_crop
+    from depthlib.models import densedepth_small, predict_depth, stage_hypotheses
+    from depthlib.planesweep import plane_sweep_depth
+
+    monkeypatch.setattr(torch, "autocast", _AutocastOffTheMetaDevice)
+    meta = torch.device("meta")
+    depth = 1 + torch.rand(3, 1, 32, 48, device=meta)
+    K, E = torch.eye(3, device=meta).expand(3, 3, 3), torch.eye(4, device=meta).expand(3, 4, 4)
+    imgs, proj = torch.rand(1, 3, 3, 32, 48, device=meta), torch.eye(4, device=meta).expand(1, 3, 4, 4)
+    planes = torch.linspace(425, 900, 48, device=meta)[None]
+    outputs = {
+        "geometric_mask": geometric_mask(depth[:1], K[:1], E[:1], depth[1:], K[1:], E[1:], min_views=1),
+        "photometric_mask": photometric_mask(torch.rand(1, 32, 48, device=meta)),
+        **{f"plane_sweep_{cost}": plane_sweep_depth(imgs, proj, planes[:, :8], cost=cost) for cost in ("zncc", "sad")},
+        "stage_hypotheses": stage_hypotheses(planes, 8, interval=torch.full((1,), 5.0, device=meta),
+                                             prev_depth=500 + torch.rand(1, 1, 16, 24, device=meta), size=(32, 48)),
+        "predict_depth": predict_depth(densedepth_small().to(meta).eval(), torch.rand(2, 3, 96, 128, device=meta),
+                                       size=(64, 96)),
+        "depth_edge_regions": depth_edge_regions(depth, None, torch.ones(3, device=meta)),
+        "eigen_crop": eigen_crop(32, 48, device=meta),
+        "ssim": ssim(depth, depth.flip(-1), 2.0),
+    }
+    parts = {name: (value if isinstance(value, dict) else dict(enumerate(value)) if isinstance(value, (tuple, list))
+                    else {0: value}) for name, value in outputs.items()}
+    tensors = {f"{name}[{k}]": t for name, value in parts.items() for k, t in value.items() if torch.is_tensor(t)}
+    assert {name.split("[")[0] for name in tensors} == set(outputs)  # every function gave tensors
+    assert [name for name, t in tensors.items() if t.device.type != "meta"] == []
