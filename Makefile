@@ -69,9 +69,10 @@ browser-assets: $(STAMP)
 clean:
 	rm -rf _build _config.structural.yml
 
-# The GPU path end to end, on any CUDA machine (never CI, which has no GPU): pytest -m cuda, every
-# chapter of both editions on the gpu profile, python -m depthlib.bench; one summary table at the
-# end (GPU_CHECK_OUT/summary.md). Uses .venv when there is one, else the machine's python3.
+# The GPU path end to end, on any CUDA machine (never CI, which has no GPU): pytest -m cuda, the
+# chapters' data sets rendered once, every chapter of both editions on the gpu profile, python -m
+# depthlib.bench; one summary table at the end (GPU_CHECK_OUT/summary.md). On a machine lent for
+# a few minutes: GPU_CHECK_ARGS="--jobs 4 --budget 540". Uses .venv when there is one, else the machine's python3.
 GPU_CHECK_OUT ?= runs/gpu-check
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:

@@ -1,8 +1,9 @@
 """The GPU check, ``make gpu-check``: the GPU path end to end on any CUDA machine (chapter 11).
 
 CI has no GPU, so this is how a change to anything the ``gpu`` profile, AMP, DDP or the CLI touches
-is checked: ``pytest -m cuda`` (the CUDA-only tests), every chapter of both editions on the ``gpu``
-profile (the chapter runner), and ``python -m depthlib.bench``, each step with a time limit of its
+is checked: ``pytest -m cuda`` (the CUDA-only tests), the chapters' data sets rendered once
+(``render_sets``), every chapter of both editions on the ``gpu`` profile (the chapter runner), and
+``python -m depthlib.bench``, each step with a time limit of its
 own so one slow step cannot eat the others. It ends in one summary table (step or chapter, status,
 seconds, key numbers), written to ``OUT/summary.md`` and printed. Usage:
 ``python -m depthlib.gpucheck [--out DIR] [--lang en|zh|both] [--chapters 04 05 ...] [--no-bench]
@@ -26,7 +27,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-__all__ = ["run_step", "slowest_cells", "summary_table", "main"]
+__all__ = ["run_step", "render_sets", "slowest_cells", "summary_table", "main"]
 
 
 def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
@@ -48,6 +49,31 @@ def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
     lines = [line for line in text.splitlines() if line.strip()]
     return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1),
             "detail": lines[-1][:200] if lines else ""}
+
+
+def render_sets() -> list[tuple[str, float]]:
+    """Render (or find in the cache) every data set the chapters read, once, before they run.
+
+    The chapters render their sets on first use; run several at once (``--jobs``) and each would
+    render the same set beside the others. Prints one line per set with its seconds (the ``gpu``
+    profile's two are what a T4 reader waits for on first use, on Colab's 2 cores rather than
+    this machine's); returns ``[(name, seconds), ...]``.
+    """
+    from depthlib.data import dtu_synthetic, dtu_synthetic_full, nyu_synthetic
+    from depthlib.profiles import PROFILES
+
+    gpu, cpu = PROFILES["gpu"], PROFILES["cpu"]
+    sets = [("nyu_synthetic(gpu)", lambda: nyu_synthetic(gpu)), ("dtu_synthetic(gpu)", lambda: dtu_synthetic(gpu)),
+            ("nyu_synthetic(cpu)", lambda: nyu_synthetic(cpu)), ("dtu_synthetic(cpu)", lambda: dtu_synthetic(cpu)),
+            ("dtu_synthetic_full(cpu)", lambda: dtu_synthetic_full(cpu))]  # chapters 09-12 read cpu sets
+    times = []
+    for name, build in sets:
+        start = time.perf_counter()
+        root = build()
+        times.append((name, round(time.perf_counter() - start, 1)))
+        print(f"{name}: {times[-1][1]:.1f} s ({root})", flush=True)
+    print("sets: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times), flush=True)
+    return times
 
 
 def slowest_cells(notebook: Path, n: int = 3) -> str:
@@ -142,6 +168,10 @@ def main(argv=None) -> int:
                                            "tests/test_cuda.py"], out / "pytest-cuda.log", limit())
         steps.append(step)
     if not args.no_chapters:
+        # the sets first, once: chapters running at once would each render them
+        steps.append(run_step("render the chapters' data sets", [python, "-c", "from depthlib.gpucheck import "
+                                                                 "render_sets; render_sets()"],
+                              out / "render.log", limit()))
         # the runner stops itself at its budget and writes what it did; the step's own time-out
         # (30 s later) is only for a runner that hangs
         seconds = limit()

@@ -60,7 +60,7 @@ def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
 
 def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, monkeypatch):
     clock, calls = [0.0], []
-    took = {"pytest": 10.0, "chapters": 55.0, "python": 5.0}  # seconds each step "takes" on a fake clock
+    took = {"pytest": 10.0, "render": 5.0, "chapters": 50.0, "python": 5.0}  # seconds on a fake clock
 
     def fake_step(name, command, log, timeout):
         calls.append((name, command, timeout))
@@ -73,12 +73,13 @@ def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     status = gpucheck.main(["--out", str(tmp_path), "--budget", "100", "--step-timeout", "60", "--jobs", "3"])
     assert status == 0
-    (_, _, tests), (name, chapters, runner), (_, _, bench) = calls
+    (_, _, tests), (render, render_command, _), (name, chapters, runner), (_, _, bench) = calls
     assert tests == 60  # the step time-out caps a step while the budget has more
+    assert render.startswith("render") and "render_sets()" in render_command[-1]  # the sets, before the chapters
     assert chapters[chapters.index("--jobs") + 1] == "3" and "3 at a time" in name
     assert chapters[chapters.index("--budget") + 1] == "60"  # the runner stops itself at its budget...
     assert runner == 90  # ...and the step kills it only 30 s later, if it hangs
-    assert bench == 35  # what is left of 100 s after 10 + 55
+    assert bench == 35  # what is left of 100 s after 10 + 5 + 50
 
 
 def test_bad_jobs_or_budget_are_refused_by_the_gpu_check(tmp_path):
@@ -98,3 +99,24 @@ def test_chapters_out_of_budget_show_their_status_not_a_cell(tmp_path):
 def test_without_a_gpu_it_says_so_and_stops(tmp_path, capsys):
     assert gpucheck.main(["--out", str(tmp_path)]) == 2
     assert "needs a GPU machine" in capsys.readouterr().err
+
+
+def test_the_sets_are_rendered_once_before_the_chapters_and_found_in_the_cache_after(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from depthlib import profiles
+    from depthlib.data import nyu_synthetic
+
+    monkeypatch.setenv("DEPTHLIB_CACHE", str(tmp_path))
+    for name in ("cpu", "gpu"):  # tiny sets; the gpu one a size of its own
+        monkeypatch.setitem(profiles.PROFILES, name, dataclasses.replace(
+            profiles.PROFILES[name], nyu_render_size=(48, 64) if name == "cpu" else (64, 96), nyu_train=2,
+            nyu_test=1, mvs_size=(32, 40) if name == "cpu" else (32, 48), mvs_views_per_scan=3, mvs_train_scans=1, mvs_test_scans=1, mvs_lights=1))
+    first = gpucheck.render_sets()
+    assert [name for name, _ in first] == ["nyu_synthetic(gpu)", "dtu_synthetic(gpu)", "nyu_synthetic(cpu)",
+                                           "dtu_synthetic(cpu)", "dtu_synthetic_full(cpu)"]
+    assert nyu_synthetic(profiles.PROFILES["gpu"]).parent == tmp_path  # where the chapters will look
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 4  # 2 NYU, 2 DTU (full = cpu's + raw)
+    assert capsys.readouterr().out.splitlines()[-1].startswith("sets: nyu_synthetic(gpu) ")
+    again = gpucheck.render_sets()
+    assert all(seconds < 1.0 for _, seconds in again)  # cached: nothing rendered twice
