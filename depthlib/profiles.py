@@ -112,6 +112,9 @@ def get_profile(name: str = "auto", **overrides) -> Profile:
     return dataclasses.replace(PROFILES[resolved], **{"device": device, **overrides})
 
 
+_TF32_API_WARNING = "Please use the new API settings to control TF32"  # PyTorch 2.9-2.11, at allow_tf32
+
+
 @contextlib.contextmanager
 def strict_fp32():
     """Within this block CUDA computes float32 convolutions and matrix products in full float32.
@@ -121,10 +124,21 @@ def strict_fp32():
     but nowhere near float32 round-off. Chapters compare a from-scratch layer with the library's
     inside this block, so "equal" means equal to float32 round-off on every device. No effect on
     the CPU. The previous settings are restored on exit.
+
+    It uses the ``allow_tf32`` flags, which every PyTorch 2.x has. PyTorch 2.9 added the finer
+    ``fp32_precision`` settings and warns, once per process, at a use of the flags ("Please use the
+    new API settings to control TF32 behavior"), a warning a chapter would show; that one warning is
+    silenced here. The newer settings are not used instead: once one of them is set to "ieee",
+    reading ``torch.backends.cudnn.allow_tf32`` raises a RuntimeError (PyTorch 2.14), and
+    ``torch.compile`` reads it.
     """
-    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TF32_API_WARNING, category=UserWarning)
+        conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_TF32_API_WARNING, category=UserWarning)
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul

@@ -112,3 +112,39 @@ def test_strict_fp32_turns_tf32_off_inside_and_restores_the_settings():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+class _WarningFlags:
+    """torch.backends.cudnn / cuda.matmul as PyTorch 2.9-2.11 have them: a use of allow_tf32 warns."""
+
+    def __init__(self, message):
+        self.message, self._value = message, True
+
+    @property
+    def allow_tf32(self):
+        warnings.warn(self.message, UserWarning, stacklevel=2)
+        return self._value
+
+    @allow_tf32.setter
+    def allow_tf32(self, value):
+        warnings.warn(self.message, UserWarning, stacklevel=2)
+        self._value = value
+
+
+def test_strict_fp32_silences_only_the_tf32_api_warning_of_pytorch_2_9(monkeypatch):
+    from depthlib.profiles import strict_fp32
+
+    new_api = ("Please use the new API settings to control TF32 behavior, such as "
+               "torch.backends.cudnn.conv.fp32_precision = 'tf32' ...")
+    cudnn, matmul = _WarningFlags(new_api), _WarningFlags(new_api)
+    monkeypatch.setattr(torch.backends, "cudnn", cudnn)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that got out would fail here
+        with strict_fp32():
+            assert not cudnn._value and not matmul._value
+        assert cudnn._value and matmul._value
+    other = _WarningFlags("something else about TF32")
+    monkeypatch.setattr(torch.backends, "cudnn", other)
+    with pytest.warns(UserWarning, match="something else"), strict_fp32():
+        pass
