@@ -29,6 +29,8 @@ from pathlib import Path
 
 __all__ = ["run_step", "render_sets", "slowest_cells", "summary_table", "main"]
 
+MIN_STEP_SECONDS = 10  # with less of the budget left, a step is not started ("not run")
+
 
 def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
     """Run ``command``, its output teed to ``log``; ``{"step", "status", "seconds", "detail"}``."""
@@ -151,7 +153,18 @@ def main(argv=None) -> int:
         """Seconds the next step may take: the step time-out, or less when the budget runs short."""
         if args.budget is None:
             return args.step_timeout
-        return max(1.0, min(args.step_timeout, args.budget - (time.perf_counter() - started)))
+        return min(args.step_timeout, args.budget - (time.perf_counter() - started))
+
+    def step(name, command, log, budgeted=False):
+        """Run one step within what is left; with ``budgeted`` the command gets ``--budget S`` and
+        stops itself (the step's own time-out, 30 s later, is for a command that hangs)."""
+        seconds = limit()
+        if seconds < MIN_STEP_SECONDS:
+            steps.append({"step": name, "status": "not run", "seconds": 0.0, "detail": "the budget was spent"})
+            return
+        if budgeted:
+            command = [*command, "--budget", f"{seconds:.0f}"]
+        steps.append(run_step(name, command, log, seconds + 30 if budgeted else seconds))
 
     import torch
 
@@ -164,28 +177,21 @@ def main(argv=None) -> int:
     if not args.no_tests:
         # the CUDA tests' own file: other test modules need test-only packages (kornia, ...) that a
         # GPU machine may lack, and one import error would stop the whole collection
-        step = run_step("pytest -m cuda", [python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-                                           "tests/test_cuda.py"], out / "pytest-cuda.log", limit())
-        steps.append(step)
+        step("pytest -m cuda", [python, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+                                "tests/test_cuda.py"], out / "pytest-cuda.log")
     if not args.no_chapters:
         # the sets first, once: chapters running at once would each render them
-        steps.append(run_step("render the chapters' data sets", [python, "-c", "from depthlib.gpucheck import "
-                                                                 "render_sets; render_sets()"],
-                              out / "render.log", limit()))
-        # the runner stops itself at its budget and writes what it did; the step's own time-out
-        # (30 s later) is only for a runner that hangs
-        seconds = limit()
-        command = [python, "-m", "depthlib.chapters", "run", "--lang", args.lang, "--profile", "gpu",
-                   "--out", str(out / "chapters"), "--no-progress", "--jobs", str(args.jobs),
-                   "--budget", f"{seconds:.0f}", *args.chapters]
-        steps.append(run_step(f"chapters ({args.lang}, gpu profile, {args.jobs} at a time)", command,
-                              out / "chapters.log", seconds + 30))
+        step("render the chapters' data sets", [python, "-c", "from depthlib.gpucheck import render_sets; "
+                                                "render_sets()"], out / "render.log")
+        step(f"chapters ({args.lang}, gpu profile, {args.jobs} at a time)",
+             [python, "-m", "depthlib.chapters", "run", "--lang", args.lang, "--profile", "gpu",
+              "--out", str(out / "chapters"), "--no-progress", "--jobs", str(args.jobs), *args.chapters],
+             out / "chapters.log", budgeted=True)
         summary = out / "chapters" / "summary.json"
         chapters = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
     if not args.no_bench:
-        command = [python, "-m", "depthlib.bench", *shlex.split(args.bench_args)]
-        steps.append(run_step("python -m depthlib.bench " + args.bench_args, command, out / "bench.md",
-                              limit()))
+        step("python -m depthlib.bench " + args.bench_args,
+             [python, "-m", "depthlib.bench", *shlex.split(args.bench_args)], out / "bench.md")
     table = summary_table(steps, chapters, out)
     text = f"# gpu-check: {_device_label()}, {date.today().isoformat()}\n\n{table}\n"
     bench = out / "bench.md"

@@ -81,6 +81,13 @@ def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, mon
     assert runner == 90  # ...and the step kills it only 30 s later, if it hangs
     assert bench == 35  # what is left of 100 s after 10 + 5 + 50
 
+    clock[0], calls[:] = 0.0, []
+    took["chapters"] = 80.0  # now the chapters leave 5 s: too little to start the benchmark
+    assert gpucheck.main(["--out", str(tmp_path), "--budget", "100", "--step-timeout", "90"]) == 1
+    assert [name.split()[0] for name, _, _ in calls] == ["pytest", "render", "chapters"]
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| python -m depthlib.bench  | not run | 0.0 | the budget was spent |" in summary
+
 
 def test_bad_jobs_or_budget_are_refused_by_the_gpu_check(tmp_path):
     for bad in (["--jobs", "0"], ["--budget", "-5"]):
