@@ -23,6 +23,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -32,25 +33,54 @@ __all__ = ["run_step", "render_sets", "slowest_cells", "summary_table", "main"]
 MIN_STEP_SECONDS = 10  # with less of the budget left, a step is not started ("not run")
 
 
+class _Terminated(Exception):
+    """SIGTERM reached the check (``timeout``, a job scheduler) while a step ran."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(signum)
+
+
 def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
-    """Run ``command``, its output teed to ``log``; ``{"step", "status", "seconds", "detail"}``."""
+    """Run ``command``, its output teed to ``log``; ``{"step", "status", "seconds", "detail"}``.
+
+    The step runs in a process group of its own, so that on a time-out its children go too (the
+    benchmark runs each setting in a process of its own, the chapter runner starts kernels) and
+    none keeps the GPU. For the same reason Ctrl-C or SIGTERM to the check ends the step's whole
+    group before it reaches the check itself (a new group no longer gets the terminal's Ctrl-C).
+    """
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     with open(log, "w", encoding="utf-8") as sink:
-        # its own process group: on a time-out the step's children go too (the benchmark runs each
-        # setting in a process of its own, the chapter runner starts kernels), so none keeps the GPU
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
         try:
             returncode = process.wait(timeout=timeout)
             status = "ok" if returncode == 0 else f"failed (exit {returncode})"
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill_group(process)
             status = f"timed out after {timeout:.0f} s"
+        except (KeyboardInterrupt, _Terminated) as stop:
+            _kill_group(process)
+            if isinstance(stop, _Terminated):
+                raise SystemExit(128 + signal.SIGTERM) from None
+            raise
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
     text = log.read_text(encoding="utf-8", errors="replace")
     lines = [line for line in text.splitlines() if line.strip()]
     return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1),
             "detail": lines[-1][:200] if lines else ""}
+
+
+def _kill_group(process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group has already gone
+        pass
+    process.wait()
 
 
 def render_sets() -> list[tuple[str, float]]:

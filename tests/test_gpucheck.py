@@ -58,6 +58,38 @@ def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
         pytest.fail(f"the step's child {grandchild} outlived its time-out")
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
+    # timeout(1) sends SIGTERM, Ctrl-C SIGINT, to the check alone: the step's own process group would
+    # get neither and run on (on a lent machine: holding the GPU into the next command)
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "grandchild.pid"
+    step = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    check = ("import sys; from pathlib import Path; from depthlib import gpucheck; "
+             f"gpucheck.run_step('s', [sys.executable, '-c', {step!r}], Path({str(tmp_path / 's.log')!r}), 60)")
+    parent = subprocess.Popen([sys.executable, "-c", check])
+    for _ in range(300):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    parent.send_signal(getattr(signal, stop))
+    assert parent.wait(timeout=30) != 0
+    grandchild = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail(f"the step's child {grandchild} outlived the check's {stop}")
+
+
 def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, monkeypatch):
     clock, calls = [0.0], []
     took = {"pytest": 10.0, "render": 5.0, "chapters": 50.0, "python": 5.0}  # seconds on a fake clock
