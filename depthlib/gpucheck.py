@@ -31,6 +31,7 @@ from pathlib import Path
 __all__ = ["run_step", "render_sets", "slowest_cells", "summary_table", "main"]
 
 MIN_STEP_SECONDS = 10  # with less of the budget left, a step is not started ("not run")
+STOPPED = "stopped"  # a step that SIGTERM or Ctrl-C ended; no other step starts after it
 
 
 class _Terminated(Exception):
@@ -47,7 +48,8 @@ def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
     The step runs in a process group of its own, so that on a time-out its children go too (the
     benchmark runs each setting in a process of its own, the chapter runner starts kernels) and
     none keeps the GPU. For the same reason Ctrl-C or SIGTERM to the check ends the step's whole
-    group before it reaches the check itself (a new group no longer gets the terminal's Ctrl-C).
+    group (a group of its own no longer gets the terminal's Ctrl-C): the step is then "stopped
+    (...)", and ``main`` starts no other step but still writes the summary.
     """
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -63,9 +65,7 @@ def run_step(name: str, command: list[str], log: Path, timeout: float) -> dict:
             status = f"timed out after {timeout:.0f} s"
         except (KeyboardInterrupt, _Terminated) as stop:
             _kill_group(process)
-            if isinstance(stop, _Terminated):
-                raise SystemExit(128 + signal.SIGTERM) from None
-            raise
+            status = STOPPED + (" (SIGTERM)" if isinstance(stop, _Terminated) else " (Ctrl-C)")
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous)
@@ -189,8 +189,10 @@ def main(argv=None) -> int:
         """Run one step within what is left; with ``budgeted`` the command gets ``--budget S`` and
         stops itself (the step's own time-out, 30 s later, is for a command that hangs)."""
         seconds = limit()
-        if seconds < MIN_STEP_SECONDS:
-            steps.append({"step": name, "status": "not run", "seconds": 0.0, "detail": "the budget was spent"})
+        stopped = any(s["status"].startswith(STOPPED) for s in steps)
+        if stopped or seconds < MIN_STEP_SECONDS:
+            steps.append({"step": name, "status": "not run", "seconds": 0.0,
+                          "detail": "the check was stopped" if stopped else "the budget was spent"})
             return
         if budgeted:
             command = [*command, "--budget", f"{seconds:.0f}"]

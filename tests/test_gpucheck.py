@@ -69,15 +69,16 @@ def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
     step = ("import subprocess, sys, time; "
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
-    check = ("import sys; from pathlib import Path; from depthlib import gpucheck; "
-             f"gpucheck.run_step('s', [sys.executable, '-c', {step!r}], Path({str(tmp_path / 's.log')!r}), 60)")
-    parent = subprocess.Popen([sys.executable, "-c", check])
+    check = ("import sys; from pathlib import Path; from depthlib import gpucheck; print(gpucheck.run_step("
+             f"'s', [sys.executable, '-c', {step!r}], Path({str(tmp_path / 's.log')!r}), 60)['status'])")
+    parent = subprocess.Popen([sys.executable, "-c", check], stdout=subprocess.PIPE, text=True)
     for _ in range(300):
         if pid_file.is_file() and pid_file.read_text():
             break
         time.sleep(0.1)
     parent.send_signal(getattr(signal, stop))
-    assert parent.wait(timeout=30) != 0
+    printed, _ = parent.communicate(timeout=30)
+    assert printed.strip() == {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "stopped (Ctrl-C)"}[stop]
     grandchild = int(pid_file.read_text())
     for _ in range(50):
         try:
@@ -119,6 +120,17 @@ def test_a_budget_bounds_every_step_and_the_chapters_run_with_jobs(tmp_path, mon
     assert [name.split()[0] for name, _, _ in calls] == ["pytest", "render", "chapters"]
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| python -m depthlib.bench  | not run | 0.0 | the budget was spent |" in summary
+
+    def stopped_step(name, command, log, timeout):  # SIGTERM while the CUDA tests run
+        calls.append((name, command, timeout))
+        return {"step": name, "status": "stopped (SIGTERM)", "seconds": 3.0, "detail": ""}
+
+    calls[:] = []
+    monkeypatch.setattr(gpucheck, "run_step", stopped_step)
+    assert gpucheck.main(["--out", str(tmp_path)]) == 1
+    assert len(calls) == 1  # nothing else started; the summary is still written
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| pytest -m cuda | stopped (SIGTERM) |" in summary and summary.count("the check was stopped") == 3
 
 
 def test_bad_jobs_or_budget_are_refused_by_the_gpu_check(tmp_path):
