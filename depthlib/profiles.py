@@ -51,8 +51,9 @@ PROFILES = {
                    batch_size=4, epochs=2, num_workers=0),  # about a minute per chapter on 2 cores
     # At most 10 minutes per chapter on Colab's free T4, renders included (about 90 s on a
     # datacentre GPU). Sizes are half the papers' (NYU 480x640, DTU 512x640 with 192 planes), and
-    # the sets small enough that Colab's 2 CPU cores render them in 1-3 minutes (rooms at
-    # 240x320: about 7 frames/s on 2 cores); 6 epochs are 750 DenseDepth and 864 MVSNet steps (an
+    # the sets small enough that Colab's 2 CPU threads render them in a minute or two (measured
+    # on a 2-core CPU: 40 s for the NYU-like set, 30 frames/s at 240x320; 54 s for the DTU-like
+    # one); 6 epochs are 750 DenseDepth and 864 MVSNet steps (an
     # epoch of the DTU-like set is 1,152 samples: 24 scans x 16 views x 3 lights), so chapter 08
     # trains 2 of them on this profile (288 steps) to stay within a T4's 10 minutes.
     # Paper-scale runs use the real data through the CLI (chapter 11).
