@@ -69,15 +69,22 @@ def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
     step = ("import subprocess, sys, time; "
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
-    check = ("import sys; from pathlib import Path; from depthlib import gpucheck; print(gpucheck.run_step("
+    # a process started in the background by a non-interactive shell (as CI may be) inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: the check gets a terminal's handling back
+    check = ("import signal, sys; from pathlib import Path; from depthlib import gpucheck; "
+             "signal.signal(signal.SIGINT, signal.default_int_handler); print(gpucheck.run_step("
              f"'s', [sys.executable, '-c', {step!r}], Path({str(tmp_path / 's.log')!r}), 60)['status'])")
     parent = subprocess.Popen([sys.executable, "-c", check], stdout=subprocess.PIPE, text=True)
-    for _ in range(300):
-        if pid_file.is_file() and pid_file.read_text():
-            break
-        time.sleep(0.1)
-    parent.send_signal(getattr(signal, stop))
-    printed, _ = parent.communicate(timeout=30)
+    try:
+        for _ in range(300):
+            if pid_file.is_file() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        parent.send_signal(getattr(signal, stop))
+        printed, _ = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+        parent.wait()
     assert printed.strip() == {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "stopped (Ctrl-C)"}[stop]
     grandchild = int(pid_file.read_text())
     for _ in range(50):
