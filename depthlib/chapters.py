@@ -355,7 +355,9 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         progress: show papermill's cell progress bar (the start / end line of a chapter always prints).
         jobs: chapters run at once, each in a worker process with its own kernel; with more than
             one, each kernel gets ``cpu_count // jobs`` threads (``OMP_NUM_THREADS``, unless set)
-            and the chapters share the machine, so their times are upper bounds.
+            and the chapters share the machine, so their times are upper bounds; with fewer
+            threads the CPU adds in another order, so a chapter that trains can end at slightly
+            different numbers than when run alone.
         budget: None, or seconds for the whole run: when they are spent, the chapters still
             running stop ("out of time") and the rest are "not run"; the summary keeps both.
     Returns:
