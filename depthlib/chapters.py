@@ -400,7 +400,7 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         write_summary(summary, out)  # after every chapter: a stopped run keeps what it did
 
     if jobs == 1:
-        for index, (label, notebook, executed, params, timeout, deadline) in enumerate(tasks):
+        for index, (label, notebook, executed, *_) in enumerate(tasks):
             if deadline is None or time.time() < deadline:
                 print(f"{label}: running", flush=True)
             finish(index, run_chapter(notebook, executed, params, timeout, progress, deadline))

@@ -39,22 +39,32 @@ def test_the_summary_has_a_row_per_step_and_chapter_and_the_slowest_cells(tmp_pa
     assert "- en/05_training: cell 1 12.0 s; cell 2 3.0 s; cell 0 0.5 s" in table
 
 
+def _step_with_a_child(pid_file):
+    """Python code for a step that starts a child (sleeping 60 s), writes its pid, then sleeps 60 s."""
+    return ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+
+
+def _gone(pid, seconds=5.0):
+    """Whether process ``pid`` has ended within ``seconds`` (killed at once; the kernel reaps it soon)."""
+    for _ in range(int(seconds / 0.1)):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
     # the benchmark runs each setting in a process of its own: on a time-out none may live on
     pid_file = tmp_path / "grandchild.pid"
-    code = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
-    slow = gpucheck.run_step("nested", [sys.executable, "-c", code], tmp_path / "n.log", timeout=3)
+    slow = gpucheck.run_step("nested", [sys.executable, "-c", _step_with_a_child(pid_file)], tmp_path / "n.log",
+                             timeout=3)
     assert slow["status"] == "timed out after 3 s" and slow["seconds"] < 30
     grandchild = int(pid_file.read_text())
-    for _ in range(50):  # killed at once; give the kernel a moment to reap it
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
+    if not _gone(grandchild):
         pytest.fail(f"the step's child {grandchild} outlived its time-out")
 
 
@@ -66,9 +76,7 @@ def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
     import subprocess
 
     pid_file = tmp_path / "grandchild.pid"
-    step = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    step = _step_with_a_child(pid_file)
     # a process started in the background by a non-interactive shell (as CI may be) inherits SIGINT
     # ignored, and Python then never raises KeyboardInterrupt: the check gets a terminal's handling back
     check = ("import signal, sys; from pathlib import Path; from depthlib import gpucheck; "
@@ -87,13 +95,7 @@ def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
         parent.wait()
     assert printed.strip() == {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "stopped (Ctrl-C)"}[stop]
     grandchild = int(pid_file.read_text())
-    for _ in range(50):
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
+    if not _gone(grandchild):
         os.kill(grandchild, signal.SIGKILL)
         pytest.fail(f"the step's child {grandchild} outlived the check's {stop}")
 
