@@ -236,6 +236,8 @@ def _describe_failure(error: BaseException, executed: Path) -> dict:
 
 
 OUT_OF_TIME, NOT_RUN = "out of time", "not run"  # statuses of a run with a budget
+NOT_FINISHED = "not finished"  # a chapter's row while it waits or runs: what a killed run leaves
+UNFINISHED = (OUT_OF_TIME, NOT_RUN, NOT_FINISHED)
 
 
 def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True, deadline=None) -> dict:
@@ -319,8 +321,11 @@ def summary_markdown(summary: dict) -> str:
     """
     chapters = summary["chapters"]
     failed = sum(c["status"] == "failed" for c in chapters)
-    unfinished = sum(c["status"] in (OUT_OF_TIME, NOT_RUN) for c in chapters)
-    more = f", {unfinished} unfinished (budget {summary['budget']:.0f} s)" if unfinished else ""
+    unfinished = sum(c["status"] in UNFINISHED for c in chapters)
+    budget = f" (budget {summary['budget']:.0f} s)" if summary.get("budget") else ""
+    more = f", {unfinished} unfinished{budget}" if unfinished else ""
+    if any(c["status"] == NOT_FINISHED for c in chapters):
+        more += " (written while the run went on; if it no longer runs, it was killed)"
     jobs = f", {summary['jobs']} at a time" if summary.get("jobs", 1) > 1 else ""
     lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
              f"{summary['seconds']:.0f} s{jobs}", "",
@@ -377,22 +382,24 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
     _papermill()  # fail before the first chapter when papermill is missing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # every chapter has its row from the start ("not finished" until it ends), so a summary left by a
+    # run killed outright (SIGKILL, a machine's time limit) names what never finished
+    pending = [{"lang": edition, "chapter": notebook.stem, "notebook": f"{edition}/{notebook.name}",
+                "status": NOT_FINISHED, "seconds": 0.0, "records": {}, "error": None} for edition, notebook in todo]
     summary = {"profile": profile, "lang": lang, "started": datetime.now().isoformat(timespec="seconds"),
-               "seconds": 0.0, "failed": 0, "unfinished": 0, "jobs": jobs, "budget": budget, "chapters": []}
+               "seconds": 0.0, "failed": 0, "unfinished": len(todo), "jobs": jobs, "budget": budget,
+               "chapters": list(pending)}
     start = time.perf_counter()
     deadline = None if budget is None else time.time() + budget
     params = {"profile": profile, **(parameters or {})}
     tasks = [(f"[{k}/{len(todo)}] {edition}/{notebook.stem}", notebook, out / edition / notebook.name, params,
               timeout, deadline) for k, (edition, notebook) in enumerate(todo, 1)]
-    done: dict[int, dict] = {}
+    write_summary(summary, out)
 
     def finish(index, result):
-        edition, notebook = todo[index]
-        done[index] = {"lang": edition, "chapter": notebook.stem, "notebook": f"{edition}/{notebook.name}",
-                       **result}
-        summary["chapters"] = [done[k] for k in sorted(done)]
+        summary["chapters"][index] = {**pending[index], **result}
         summary["failed"] = sum(c["status"] == "failed" for c in summary["chapters"])
-        summary["unfinished"] = sum(c["status"] in (OUT_OF_TIME, NOT_RUN) for c in summary["chapters"])
+        summary["unfinished"] = sum(c["status"] in UNFINISHED for c in summary["chapters"])
         summary["seconds"] = round(time.perf_counter() - start, 1)
         error = result["error"]
         note = f" in cell {error.get('cell', '?')}: {error['ename']}" if error and "cell" in error else ""

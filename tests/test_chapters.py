@@ -199,6 +199,29 @@ def test_a_budget_stops_the_running_chapter_and_skips_the_rest(tmp_path, monkeyp
     assert "2 unfinished (budget 6 s)" in table and "| en/01_quick | not run |" in table
 
 
+def test_the_summary_written_during_a_run_names_the_chapters_not_finished(tmp_path, monkeypatch):
+    """A run killed outright (no handler runs) leaves the summary of its last finished chapter: the
+    chapters still waiting or running must be in it, not silently missing."""
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    book, out = tmp_path / "book", tmp_path / "out"
+    seen = tmp_path / "seen.json"
+    _write_notebook(book / "chapters/en/00_first.ipynb", "x = 1")
+    # the second chapter copies the summary as it stands while it runs
+    _write_notebook(book / "chapters/en/01_reads.ipynb",
+                    f"import shutil\nshutil.copy({str(out / 'summary.json')!r}, {str(seen)!r})")
+    _write_notebook(book / "chapters/en/02_last.ipynb", "x = 2")
+    summary = chapters.run_chapters(None, book=book, out=out, progress=False)
+    during = json.loads(seen.read_text(encoding="utf-8"))
+    assert [(c["chapter"], c["status"]) for c in during["chapters"]] == [
+        ("00_first", "ok"), ("01_reads", "not finished"), ("02_last", "not finished")]
+    assert during["unfinished"] == 2
+    assert [c["status"] for c in summary["chapters"]] == ["ok"] * 3 and summary["unfinished"] == 0
+    table = chapters.summary_markdown(during)
+    assert "3 chapter(s), 0 failed, 2 unfinished (written while the run went on" in table
+    assert "| en/02_last | not finished |" in table
+
+
 @pytest.mark.parametrize("option", [{"jobs": 0}, {"jobs": 1.5}, {"budget": 0}, {"budget": float("nan")}])
 def test_bad_jobs_or_budget_are_refused(tmp_path, option):
     with pytest.raises(ValueError, match=next(iter(option))):
