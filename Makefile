@@ -22,16 +22,24 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Unit tests, then every notebook of both editions under nbval (inside the venv's kernel).
+# Every notebook of both editions under nbval (inside the venv's kernel). nbval ends each kernel
+# with a kill, so the chapters' temporary folders (tempfile, removed when a kernel exits normally;
+# chapter 06's is 32 MB) would stay behind: the kernels get a TMPDIR of their own, removed after.
+NBVAL = tmp=$$(mktemp -d -t depth-book-nbval-XXXXXX) && \
+	{ TMPDIR=$$tmp $(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh; \
+	status=$$?; rm -rf "$$tmp"; exit $$status; }
+
+# Unit tests, then every notebook of both editions under nbval.
 test: $(STAMP)
 	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh
+	@echo "nbval: chapters/en chapters/zh"
+	@$(NBVAL)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests
 
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh
+	@$(NBVAL)
 
 # The executed book (both editions) in _build/html, then every page of it in headless Chromium.
 # DEPTHLIB_PROGRESS=line: the Trainer's progress as one line on stdout, printed when its bar closes
