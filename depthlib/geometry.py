@@ -1,9 +1,11 @@
 """Pinhole cameras, back-projection, homography warping and plane sweep (chapters 01 and 07)."""
 from __future__ import annotations
 
-__all__ = ["pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
+__all__ = ["full_precision", "pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
            "projection_matrix", "check_shape", "scale_intrinsics", "scale_projection", "depth_to_points", "bilinear_sample",
            "homography_warp", "plane_sweep_volume"]
+
+import functools
 
 import numpy as np
 import torch
@@ -12,6 +14,30 @@ import torch.nn.functional as F
 # Conventions (whole library): camera frame is OpenCV (x right, y down, z forward), metres;
 # `extrinsic` is world->camera, X_cam = R @ X_world + t; integer pixel coordinates (u = column,
 # v = row) are pixel CENTRES; depth is z-depth in the camera frame (not ray length).
+
+
+def full_precision(fn):
+    """Run ``fn`` with autocast off on its tensors' device: camera geometry is never computed in
+    low precision. Under autocast a matrix product runs in bf16 / fp16 whatever its inputs, and a
+    DTU projection holds entries of 1e4 to 1e6 (K in pixels times a translation in mm): bf16 (8
+    mantissa bits) rounds 5e4 to the nearest 256, and fp16 overflows above 65504. Element-wise
+    operations are not cast by autocast, so only the products need this."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        if device is None:  # NumPy in, NumPy out
+            return fn(*args, **kwargs)
+        try:
+            enabled = torch.is_autocast_enabled(device)
+        except TypeError:  # PyTorch < 2.4: no device argument
+            enabled = torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled()
+        except RuntimeError:  # a device autocast does not know (e.g. "meta")
+            enabled = False
+        if not enabled:
+            return fn(*args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def check_shape(condition: bool, name: str, value, expected: str) -> None:
@@ -44,6 +70,7 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> tor
     return torch.stack([u.reshape(-1), v.reshape(-1), torch.ones_like(u).reshape(-1)])
 
 
+@full_precision
 def backproject(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Lift a z-depth map to camera-frame points: X = depth * K^-1 [u, v, 1]^T.
 
@@ -59,6 +86,7 @@ def backproject(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return (rays * depth.reshape(batch, 1, -1)).reshape(batch, 3, height, width)
 
 
+@full_precision
 def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-6):
     """Project camera-frame points to pixel coordinates (pixel centres at integers).
 
@@ -88,6 +116,7 @@ def _rigid_parts(extrinsic: torch.Tensor, points: torch.Tensor):
     return extrinsic[:, :3, :3], extrinsic[:, :3, 3:4], points.reshape(batch, 3, -1)
 
 
+@full_precision
 def world_to_camera(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tensor:
     """Map world points to the camera frame: X_cam = R @ X_world + t.
 
@@ -100,6 +129,7 @@ def world_to_camera(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tens
     return (rotation @ flat + translation).reshape(points.shape)
 
 
+@full_precision
 def camera_to_world(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tensor:
     """Map camera-frame points to the world: X_world = R^T @ (X_cam - t).
 
@@ -112,6 +142,7 @@ def camera_to_world(points: torch.Tensor, extrinsic: torch.Tensor) -> torch.Tens
     return (rotation.transpose(1, 2) @ (flat - translation)).reshape(points.shape)
 
 
+@full_precision
 def projection_matrix(K, extrinsic):
     """Full projection [[K @ [R|t]], [0, 0, 0, 1]] as used by ``homography_warp``.
 
@@ -153,6 +184,7 @@ def scale_intrinsics(K, scale_x: float, scale_y: float | None = None):
     return scaled
 
 
+@full_precision
 def scale_projection(proj, scale_x: float, scale_y: float | None = None):
     """A projection ``[[K @ [R|t]], [0, 0, 0, 1]]`` for an image resized by (scale_x, scale_y).
 
