@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from depthlib.data.io import as_point_array, read_ply, write_ply
 from depthlib.data.scenes import surface_points, voxel_downsample
 from depthlib.geometry import (backproject, bilinear_sample, camera_to_world, check_shape, depth_to_points,
-                               pixel_grid, project, world_to_camera)
+                               full_precision, pixel_grid, project, world_to_camera)
 
 # Conventions: as depthlib.geometry (OpenCV camera frame, extrinsic world->camera, integer pixel
 # coordinates are pixel centres, z-depth). Depth maps are torch (V, 1, H, W) float in scene units
@@ -37,6 +37,7 @@ def photometric_mask(confidence: torch.Tensor, threshold: float = 0.8) -> torch.
     return torch.as_tensor(confidence) > threshold
 
 
+@full_precision
 def geometric_mask(ref_depth, ref_K, ref_E, src_depths, src_Ks, src_Es, pixel_threshold: float = 1.0,
                    depth_threshold: float = 0.01, min_views: int = 3):
     """MVSNet's geometric consistency of a reference depth map with S source depth maps.

@@ -24,9 +24,8 @@ def full_precision(fn):
     operations are not cast by autocast, so only the products need this."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-        if device is None:  # NumPy in, NumPy out
-            return fn(*args, **kwargs)
+        # the tensors' device; "cpu" for NumPy arguments (a function may turn them into CPU tensors)
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
         try:
             enabled = torch.is_autocast_enabled(device)
         except TypeError:  # PyTorch < 2.4: no device argument

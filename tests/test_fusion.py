@@ -62,6 +62,18 @@ def test_geometric_mask_hand_case_with_sources_at_the_reference_camera():
     torch.testing.assert_close(fused[0, 0, 2, 3], torch.tensor((2.0 + 2.01 + 2.0) / 3))
 
 
+def test_fusion_under_autocast_is_fusion_in_float32(scan):
+    # Autocast runs matrix products in bf16 whatever their inputs; the geometry (back-projection,
+    # rigid transforms, the source K^-1) must not follow: the same points and masks as without it.
+    points, colors, stats = fuse(scan)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        points_ac, colors_ac, stats_ac = fuse(scan)
+    assert torch.equal(stats_ac["mask"], stats["mask"])
+    assert points_ac.dtype == points.dtype
+    np.testing.assert_array_equal(points_ac, points)
+    np.testing.assert_array_equal(colors_ac, colors)
+
+
 def test_photometric_filter_drops_low_confidence_pixels_in_fusion(scan):
     confidences = torch.ones_like(scan["depths"])
     confidences[..., :20] = 0.5  # left half of every view below the 0.8 default
