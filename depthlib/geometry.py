@@ -190,13 +190,17 @@ def scale_projection(proj, scale_x: float, scale_y: float | None = None):
     The same pixel-centre convention as :func:`scale_intrinsics` (applied as a left factor S with
     K' = S K), e.g. ``scale_projection(proj, 4)`` turns DTU's depth-resolution projections into
     image-resolution ones. proj: (..., 4, 4) tensor; returns a new tensor.
+
+    Written out row by row rather than as the product S @ proj: the cascade calls it inside its
+    forward on the GPU, where a float32 matrix product may run in TF32 (10 mantissa bits, when
+    ``torch.set_float32_matmul_precision("high")`` is set) and round entries near 5e4 by up to 16.
     """
     check_shape(proj.shape[-2:] == (4, 4), "proj", proj, "(..., 4, 4)")
     scale_y = scale_x if scale_y is None else scale_y
-    S = torch.eye(4, dtype=proj.dtype, device=proj.device)
-    S[0, 0], S[1, 1] = scale_x, scale_y
-    S[0, 2], S[1, 2] = (scale_x - 1) / 2, (scale_y - 1) / 2
-    return S @ proj
+    scaled = proj.clone()
+    scaled[..., 0, :] = scale_x * proj[..., 0, :] + (scale_x - 1) / 2 * proj[..., 2, :]
+    scaled[..., 1, :] = scale_y * proj[..., 1, :] + (scale_y - 1) / 2 * proj[..., 2, :]
+    return scaled
 
 
 def depth_to_points(depth: torch.Tensor, K: torch.Tensor, extrinsic=None, mask=None) -> torch.Tensor:

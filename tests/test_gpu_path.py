@@ -113,6 +113,28 @@ def test_camera_geometry_is_computed_in_full_precision_under_autocast(dtype):
             assert torch.equal(g, e), (name, (g.double() - e.double()).abs().max())
 
 
+def test_scale_projection_is_exact_when_float32_products_run_in_tf32(monkeypatch):
+    """On an Ampere-or-newer GPU with ``torch.set_float32_matmul_precision("high")`` a float32 matrix
+    product reads its inputs as TF32 (10 mantissa bits). The cascade scales its projections inside
+    its forward, so scale_projection must not be such a product. Stand-in: products that round their
+    inputs to TF32 as the tensor cores do."""
+    from depthlib.geometry import scale_projection
+
+    _, _, proj = dtu_camera_pair()
+    expected = scale_projection(proj, 0.25)
+
+    def tf32(x):
+        mantissa, exponent = torch.frexp(x)
+        return torch.ldexp(torch.round(mantissa * 2**11) / 2**11, exponent)
+
+    def tf32_matmul(a, b):
+        return torch.matmul(tf32(a), tf32(b))
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", tf32_matmul)
+    assert not torch.equal(proj @ torch.eye(4), proj)  # the stand-in does round DTU's entries
+    assert torch.equal(scale_projection(proj, 0.25), expected)
+
+
 def cascade_test_scan(root, samples=4):
     """``samples`` reference views of a rendered scan of the shipped cascade's kind (scan 9 of the seed-0
     rig, 128x160, 3 views; 192 base planes) with ground truth at every stage's resolution."""
