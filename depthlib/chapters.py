@@ -293,6 +293,27 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
     return {"status": status, "seconds": round(seconds, 1), "records": records, "error": error}
 
 
+def _end_with_runner(runner_pid: int) -> None:
+    """Initialiser of a ``--jobs`` worker: it ends when the runner does, however the runner ends.
+
+    A worker runs its chapter to the end on its own, and its kernel lives as long as the worker
+    (ipykernel exits when its parent does). So if the runner alone were killed (``kill PID``, a
+    supervisor's SIGKILL), its workers and their kernels would go on training for minutes, on the
+    GPU of a machine lent for a few. On Linux the kernel sends this worker SIGTERM when the runner
+    exits (prctl PR_SET_PDEATHSIG); elsewhere nothing changes.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no prctl
+        return
+    if os.getppid() != runner_pid:  # the runner died before prctl took effect
+        os._exit(1)
+
+
 def _run_in_worker(task):
     """One chapter in a worker process of ``run_chapters(jobs=N)`` (its own RECORD_ENV and kernel)."""
     label, notebook, executed, parameters, timeout, deadline = task
@@ -417,7 +438,8 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     try:
         # spawn: each worker a fresh interpreter (no forked torch / ZMQ state), its own environment
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_end_with_runner, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run_in_worker, task): index for index, task in enumerate(tasks)}
             for future in as_completed(futures):
                 try:

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,57 @@ def test_the_summary_written_during_a_run_names_the_chapters_not_finished(tmp_pa
     table = chapters.summary_markdown(during)
     assert "3 chapter(s), 0 failed, 2 unfinished (written while the run went on" in table
     assert "| en/02_last | not finished |" in table
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_killing_the_runner_ends_its_jobs_workers_and_their_kernels(tmp_path):
+    """``--jobs`` workers run their chapters on their own: killed alone (SIGKILL, which no handler
+    sees), the runner must not leave them and their kernels running (on a lent GPU, for minutes)."""
+    import signal
+    import subprocess
+
+    pytest.importorskip("papermill")
+    book, marks = tmp_path / "book", tmp_path / "marks"
+    marks.mkdir()
+    for name in ("00_a", "01_b"):  # each kernel notes its pid and its worker's, then sleeps
+        _write_notebook(book / f"chapters/en/{name}.ipynb",
+                        "import os, time\n"
+                        f"open({str(marks / name)!r}, 'w').write(f'{{os.getpid()}} {{os.getppid()}}')\n"
+                        "time.sleep(300)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop(RECORD_ENV, None)
+    runner = subprocess.Popen([sys.executable, "-m", "depthlib.chapters", "run", "--book", str(book), "--jobs", "2",
+                               "--out", str(tmp_path / "out"), "--no-progress"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids = []
+    try:
+        start = time.time()
+        while len(list(marks.iterdir())) < 2 or any(not m.read_text() for m in marks.iterdir()):
+            assert time.time() - start < 90 and runner.poll() is None, "the chapters never started"
+            time.sleep(0.2)
+        pids = [int(pid) for mark in marks.iterdir() for pid in mark.read_text().split()]  # kernels, workers
+        assert all(map(_alive, pids))
+        runner.kill()
+        runner.wait()
+        start = time.time()
+        while any(map(_alive, pids)) and time.time() - start < 30:
+            time.sleep(0.2)
+        assert not any(map(_alive, pids)), f"still running after the runner was killed: {pids}"
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if runner.poll() is None:
+            runner.kill()
 
 
 @pytest.mark.parametrize("option", [{"jobs": 0}, {"jobs": 1.5}, {"budget": 0}, {"budget": float("nan")}])
