@@ -249,6 +249,7 @@ def test_killing_the_runner_ends_its_jobs_workers_and_their_kernels(tmp_path):
                         "time.sleep(300)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop(RECORD_ENV, None)
+    env["TMPDIR"] = str(tmp_path)  # the killed runner cannot remove its record folder
     runner = subprocess.Popen([sys.executable, "-m", "depthlib.chapters", "run", "--book", str(book), "--jobs", "2",
                                "--out", str(tmp_path / "out"), "--no-progress"], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
