@@ -21,7 +21,8 @@ def full_precision(fn):
     low precision. Under autocast a matrix product runs in bf16 / fp16 whatever its inputs, and a
     DTU projection holds entries of 1e4 to 1e6 (K in pixels times a translation in mm): bf16 (8
     mantissa bits) rounds 5e4 to the nearest 256, and fp16 overflows above 65504. Element-wise
-    operations are not cast by autocast, so only the products need this."""
+    operations are not cast by autocast, so only functions with products (or, in the warp,
+    ``grid_sample``) need this."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         # the tensors' device; "cpu" for NumPy arguments (a function may turn them into CPU tensors)
@@ -269,6 +270,7 @@ def _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values) -> None:
     check_shape(ok, "depth_values", depth_values, f"({batch}, D) or ({batch}, D, {height}, {width})")
 
 
+@full_precision
 def homography_warp(src_feat: torch.Tensor, src_proj: torch.Tensor, ref_proj: torch.Tensor,
                     depth_values: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Warp source features onto fronto-parallel planes of the reference camera.
@@ -284,9 +286,8 @@ def homography_warp(src_feat: torch.Tensor, src_proj: torch.Tensor, ref_proj: to
         pixels at DTU's millimetre depths, and in fp16 u * z overflows.
     """
     _check_warp_inputs(src_feat, src_proj, ref_proj, depth_values)
-    with torch.autocast(src_feat.device.type, enabled=False):
-        return _warp(src_feat.to(torch.float64 if src_feat.dtype == torch.float64 else torch.float32),
-                     src_proj, ref_proj, depth_values, eps)
+    return _warp(src_feat.to(torch.float64 if src_feat.dtype == torch.float64 else torch.float32),
+                 src_proj, ref_proj, depth_values, eps)
 
 
 def _warp(src_feat, src_proj, ref_proj, depth_values, eps):
