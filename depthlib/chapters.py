@@ -10,7 +10,8 @@ Usage: ``python -m depthlib.chapters run [--lang en|zh|both] [--profile cpu|gpu|
 chapters with papermill (a failing chapter is reported with its cell, and the run goes on; ``--jobs``
 runs several at once, ``--budget`` stops the whole run after that many seconds and reports what it did)
 and writes ``DIR/<lang>/NN_name.ipynb``, ``DIR/summary.json`` and ``DIR/summary.md``; ``python -m
-depthlib.chapters list`` lists the chapters.
+depthlib.chapters list`` lists the chapters. The statuses and the summary table are in
+``depthlib.chapter_report``.
 """
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ import math
 import multiprocessing
 import numbers
 import os
-import re
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
 from pathlib import Path
+
+from depthlib.chapter_report import (NOT_FINISHED, NOT_RUN, OUT_OF_TIME, UNFINISHED, describe_failure,
+                                     summary_markdown, write_summary)
 
 __all__ = ["RECORD_ENV", "record", "recorded", "list_chapters", "resolve_chapters", "run_chapter",
            "run_chapters", "summary_markdown", "write_summary", "main"]
@@ -75,7 +78,6 @@ def recorded() -> dict[str, float]:
 # --- the runner -----------------------------------------------------------------------------------
 
 LANGS = ("en", "zh")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ENGINE = "depthlib-nbclient"
 _engine_registered = False
 
@@ -191,55 +193,6 @@ def _read_records(path: Path) -> dict[str, dict]:
     return records
 
 
-def _first_line(text, limit=300) -> str:
-    text = _ANSI.sub("", str(text)).strip()
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _failing_cell(executed: Path) -> dict:
-    """Where an executed notebook stopped: index in the source notebook, In [N], failing line."""
-    import nbformat
-
-    if not executed.is_file():
-        return {}
-    added = ("injected-parameters", "papermill-error-cell-tag")  # cells papermill inserts
-    index, last_started = -1, {}
-    for cell in nbformat.read(executed, as_version=4).cells:
-        if any(tag in cell.get("metadata", {}).get("tags", []) for tag in added):
-            continue
-        index += 1
-        state = cell.get("metadata", {}).get("papermill", {})
-        found = {"cell": index, "execution_count": cell.get("execution_count")}
-        last_started = found if state.get("start_time") else last_started
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if errors or state.get("exception") or state.get("status") == "running":
-            lines = [_ANSI.sub("", line) for out in errors for entry in out.get("traceback", [])
-                     for line in entry.splitlines()]
-            arrows = [line.strip() for line in lines if re.match(r"-+> +\d", line.lstrip())]
-            if arrows:  # IPython marks the failing line of each frame with an arrow padded to the line
-                # number's width ("----> 2", "---> 10"); the first frame is the cell's
-                found["line"] = _first_line(arrows[0].split(None, 2)[-1])
-            return found
-    return last_started  # a dead kernel leaves no mark: the last cell that started
-
-
-def _describe_failure(error: BaseException, executed: Path) -> dict:
-    """The failing chapter's cell, exception name and message, for the summary."""
-    failure = _failing_cell(executed)
-    ename = getattr(error, "ename", None) or type(error).__name__
-    evalue = getattr(error, "evalue", None)
-    failure.update(ename=ename, message=_first_line(evalue if evalue is not None else error))
-    if failure.get("execution_count") is None and getattr(error, "exec_count", None) is not None:
-        failure["execution_count"] = error.exec_count
-    return failure
-
-
-OUT_OF_TIME, NOT_RUN = "out of time", "not run"  # statuses of a run with a budget
-NOT_FINISHED = "not finished"  # a chapter's row while it waits or runs: what a killed run leaves
-UNFINISHED = (OUT_OF_TIME, NOT_RUN, NOT_FINISHED)
-
-
 def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True, deadline=None) -> dict:
     """Execute one chapter with papermill and collect the numbers it records.
 
@@ -278,7 +231,7 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
                                        execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE,
                                        **limits)
         except Exception as caught:  # a cell's error, a timeout, a dead kernel: reported, and on we go
-            error = _describe_failure(caught, executed)
+            error = describe_failure(caught, executed)
         finally:
             seconds = time.perf_counter() - start
             if previous is None:
@@ -322,45 +275,38 @@ def _run_in_worker(task):
     return run_chapter(notebook, executed, parameters, timeout, progress=False, deadline=deadline)
 
 
-def _format_value(value: float) -> str:
-    if value.is_integer() and abs(value) >= 1000:
-        return f"{int(value):,}"
-    return f"{value:.4g}"
+def _run_in_pool(tasks, jobs: int, finish) -> None:
+    """``run_chapters(jobs=N)``: each task in a worker process; ``finish(index, result)`` as each ends."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None:  # the kernels inherit it through the workers
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        # spawn: each worker a fresh interpreter (no forked torch / ZMQ state), its own environment
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_end_with_runner, initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(_run_in_worker, task): index for index, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker that died: its chapter failed, the others go on
+                    result = {"status": "failed", "seconds": 0.0, "records": {},
+                              "error": describe_failure(error, tasks[index][2])}
+                finish(index, result)
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
-def _cell_text(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def summary_markdown(summary: dict) -> str:
-    """The run summary as Markdown: a heading line and one table row per chapter.
-
-    Args:
-        summary: the dict ``run_chapters`` returns.
-    Returns:
-        Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error).
-    """
-    chapters = summary["chapters"]
-    failed = sum(c["status"] == "failed" for c in chapters)
-    unfinished = sum(c["status"] in UNFINISHED for c in chapters)
-    budget = f" (budget {summary['budget']:.0f} s)" if summary.get("budget") else ""
-    more = f", {unfinished} unfinished{budget}" if unfinished else ""
-    if any(c["status"] == NOT_FINISHED for c in chapters):
-        more += " (written while the run went on; if it no longer runs, it was killed)"
-    jobs = f", {summary['jobs']} at a time" if summary.get("jobs", 1) > 1 else ""
-    lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
-             f"{summary['seconds']:.0f} s{jobs}", "",
-             "| chapter | status | time (s) | key numbers |", "|---|---|---:|---|"]
-    for c in chapters:
-        numbers = "; ".join(f"{name} {_format_value(r['value'])}" + (f" {r['unit']}" if r["unit"] else "")
-                            for name, r in c["records"].items())
-        if c["error"]:
-            e = c["error"]
-            where = f"cell {e.get('cell', '?')} (In [{e.get('execution_count') or ' '}])"
-            line = f" at `{e['line']}`" if e.get("line") else ""
-            numbers = f"**{where}: {e['ename']}: {e['message']}**{line}" + (f"; {numbers}" if numbers else "")
-        lines.append(f"| {c['lang']}/{c['chapter']} | {c['status']} | {c['seconds']:.1f} | {_cell_text(numbers)} |")
-    return "\n".join(lines) + "\n"
+def _check_run_arguments(profile, lang, jobs, budget) -> None:
+    if profile not in ("cpu", "gpu", "auto"):
+        raise ValueError(f"unknown profile {profile!r}, expected 'cpu', 'gpu' or 'auto'")
+    if lang not in (*LANGS, "both"):
+        raise ValueError(f"unknown edition {lang!r}, expected 'en', 'zh' or 'both'")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, got {jobs!r}")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and math.isfinite(budget)):
+        raise ValueError(f"budget must be a positive number of seconds or None, got {budget!r}")
 
 
 def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", book=".", timeout=600,
@@ -391,14 +337,7 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         "chapters": [{"lang", "chapter", "notebook", "status", "seconds", "records", "error"}, ...]}``,
         as written to summary.json; chapters in the order they were named.
     """
-    if profile not in ("cpu", "gpu", "auto"):
-        raise ValueError(f"unknown profile {profile!r}, expected 'cpu', 'gpu' or 'auto'")
-    if lang not in (*LANGS, "both"):
-        raise ValueError(f"unknown edition {lang!r}, expected 'en', 'zh' or 'both'")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a whole number of at least 1, got {jobs!r}")
-    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and math.isfinite(budget)):
-        raise ValueError(f"budget must be a positive number of seconds or None, got {budget!r}")
+    _check_run_arguments(profile, lang, jobs, budget)
     todo = resolve_chapters(chapters, book, lang)
     _papermill()  # fail before the first chapter when papermill is missing
     out = Path(out)
@@ -433,34 +372,8 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
                 print(f"{label}: running", flush=True)
             finish(index, run_chapter(notebook, executed, params, timeout, progress, deadline))
         return summary
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads is None:  # the kernels inherit it through the workers
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    try:
-        # spawn: each worker a fresh interpreter (no forked torch / ZMQ state), its own environment
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_end_with_runner, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(_run_in_worker, task): index for index, task in enumerate(tasks)}
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except Exception as error:  # a worker that died: its chapter failed, the others go on
-                    result = {"status": "failed", "seconds": 0.0, "records": {},
-                              "error": {"ename": type(error).__name__, "message": _first_line(error)}}
-                finish(futures[future], result)
-    finally:
-        if threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
+    _run_in_pool(tasks, jobs, finish)
     return summary
-
-
-def write_summary(summary: dict, out) -> tuple[Path, Path]:
-    """Write ``out/summary.json`` and ``out/summary.md``; returns their paths."""
-    out = Path(out)
-    json_path, md_path = out / "summary.json", out / "summary.md"
-    json_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    md_path.write_text(summary_markdown(summary), encoding="utf-8")
-    return json_path, md_path
 
 
 def _parameter_value(text: str):

@@ -335,16 +335,3 @@ def test_chapters_import_record_before_using_it_and_no_cell_shows_its_return_val
         shown = (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and last.value in calls
                  and source in shown_cells)
         assert not shown, f"a cell ending in record(...) would print its value in the book:\n{source}"
-
-
-def test_the_failing_line_is_found_whatever_the_width_of_its_line_number(tmp_path):
-    # IPython pads the arrow to the line number's width: "----> 2" in a short cell, "---> 10" further down
-    nbformat = pytest.importorskip("nbformat")
-    for number, arrow in ((2, "---->"), (10, "--->"), (100, "-->")):
-        frame = f"Cell In[4], line {number}\n      1 x = 1\n\x1b[32m{arrow} {number}\x1b[39m y = 1 / 0\n"
-        error = nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
-                                       traceback=["-" * 20, frame])
-        cell = nbformat.v4.new_code_cell("x = 1\ny = 1 / 0", execution_count=4, outputs=[error])
-        path = tmp_path / f"executed_{number}.ipynb"
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"), cell]), path)
-        assert chapters._failing_cell(path) == {"cell": 1, "execution_count": 4, "line": "y = 1 / 0"}

@@ -1,0 +1,120 @@
+"""The chapter runner's report: statuses, where a failed chapter stopped, the summary table (appendix).
+
+``depthlib.chapters`` runs the chapters; this module turns what it gathered into ``summary.json``
+and ``summary.md``. A chapter's status is "ok", "failed" or one of ``UNFINISHED``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+__all__ = ["OUT_OF_TIME", "NOT_RUN", "NOT_FINISHED", "UNFINISHED", "first_line", "failing_cell",
+           "describe_failure", "summary_markdown", "write_summary"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+OUT_OF_TIME, NOT_RUN = "out of time", "not run"  # statuses of a run with a budget
+NOT_FINISHED = "not finished"  # a chapter's row while it waits or runs: what a killed run leaves
+UNFINISHED = (OUT_OF_TIME, NOT_RUN, NOT_FINISHED)
+
+
+def first_line(text, limit=300) -> str:
+    """The first line of ``text`` without terminal colours, cut to ``limit`` characters."""
+    text = _ANSI.sub("", str(text)).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def failing_cell(executed: Path) -> dict:
+    """Where an executed notebook stopped: ``{"cell", "execution_count", "line"}``.
+
+    ``cell`` is the index in the source notebook (papermill's own cells not counted), ``line`` the
+    failing line when the traceback shows it; a dead kernel leaves no error, so then the last cell
+    that started; ``{}`` when there is no executed notebook.
+    """
+    import nbformat
+
+    if not executed.is_file():
+        return {}
+    added = ("injected-parameters", "papermill-error-cell-tag")  # cells papermill inserts
+    index, last_started = -1, {}
+    for cell in nbformat.read(executed, as_version=4).cells:
+        if any(tag in cell.get("metadata", {}).get("tags", []) for tag in added):
+            continue
+        index += 1
+        state = cell.get("metadata", {}).get("papermill", {})
+        found = {"cell": index, "execution_count": cell.get("execution_count")}
+        last_started = found if state.get("start_time") else last_started
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors or state.get("exception") or state.get("status") == "running":
+            lines = [_ANSI.sub("", line) for out in errors for entry in out.get("traceback", [])
+                     for line in entry.splitlines()]
+            arrows = [line.strip() for line in lines if re.match(r"-+> +\d", line.lstrip())]
+            if arrows:  # IPython marks the failing line of each frame with an arrow padded to the line
+                # number's width ("----> 2", "---> 10"); the first frame is the cell's
+                found["line"] = first_line(arrows[0].split(None, 2)[-1])
+            return found
+    return last_started  # a dead kernel leaves no mark: the last cell that started
+
+
+def describe_failure(error: BaseException, executed: Path) -> dict:
+    """The failing chapter's cell, exception name and message, for the summary."""
+    failure = failing_cell(executed)
+    ename = getattr(error, "ename", None) or type(error).__name__
+    evalue = getattr(error, "evalue", None)
+    failure.update(ename=ename, message=first_line(evalue if evalue is not None else error))
+    if failure.get("execution_count") is None and getattr(error, "exec_count", None) is not None:
+        failure["execution_count"] = error.exec_count
+    return failure
+
+
+def _format_value(value: float) -> str:
+    if value.is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _cell_text(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(summary: dict) -> str:
+    """The run summary as Markdown: a heading line and one table row per chapter.
+
+    Args:
+        summary: the dict ``run_chapters`` returns.
+    Returns:
+        Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error).
+    """
+    chapters = summary["chapters"]
+    failed = sum(c["status"] == "failed" for c in chapters)
+    unfinished = sum(c["status"] in UNFINISHED for c in chapters)
+    budget = f" (budget {summary['budget']:.0f} s)" if summary.get("budget") else ""
+    more = f", {unfinished} unfinished{budget}" if unfinished else ""
+    if any(c["status"] == NOT_FINISHED for c in chapters):
+        more += " (written while the run went on; if it no longer runs, it was killed)"
+    jobs = f", {summary['jobs']} at a time" if summary.get("jobs", 1) > 1 else ""
+    lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
+             f"{summary['seconds']:.0f} s{jobs}", "",
+             "| chapter | status | time (s) | key numbers |", "|---|---|---:|---|"]
+    for c in chapters:
+        numbers = "; ".join(f"{name} {_format_value(r['value'])}" + (f" {r['unit']}" if r["unit"] else "")
+                            for name, r in c["records"].items())
+        if c["error"]:
+            e = c["error"]
+            where = f"cell {e.get('cell', '?')} (In [{e.get('execution_count') or ' '}])"
+            line = f" at `{e['line']}`" if e.get("line") else ""
+            numbers = f"**{where}: {e['ename']}: {e['message']}**{line}" + (f"; {numbers}" if numbers else "")
+        lines.append(f"| {c['lang']}/{c['chapter']} | {c['status']} | {c['seconds']:.1f} | {_cell_text(numbers)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict, out) -> tuple[Path, Path]:
+    """Write ``out/summary.json`` and ``out/summary.md``; returns their paths."""
+    out = Path(out)
+    json_path, md_path = out / "summary.json", out / "summary.md"
+    json_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(summary_markdown(summary), encoding="utf-8")
+    return json_path, md_path
