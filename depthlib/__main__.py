@@ -235,7 +235,8 @@ def _export(args) -> int:
     return 0
 
 
-def _add_train_commands(commands) -> None:
+def _add_train_command(commands) -> None:
+    """``train``: every model, every data set, one command (torchrun for several GPUs)."""
     train = commands.add_parser("train", help="train a model (densedepth, mvsnet, casmvsnet); use torchrun for several GPUs")
     train.add_argument("model", choices=["densedepth", "mvsnet", "casmvsnet"])
     train.add_argument("--data", default="synthetic",
@@ -291,6 +292,9 @@ def _add_train_commands(commands) -> None:
     add_stage_arguments(train)
     train.set_defaults(run=_train)
 
+
+def _add_eval_command(commands) -> None:
+    """``eval``: a trained model's depth metrics."""
     evaluate = commands.add_parser("eval", help="print the depth metrics of a trained model")
     evaluate.add_argument("model", choices=["densedepth", "mvsnet", "casmvsnet"])
     evaluate.add_argument("--ckpt", required=True, type=arg.weights_file, help="checkpoint.pt or exported weights")
@@ -322,6 +326,9 @@ def _add_train_commands(commands) -> None:
                           help="mvsnet: also inside the band around depth discontinuities and elsewhere")
     evaluate.set_defaults(run=_eval)
 
+
+def _add_infer_command(commands) -> None:
+    """``infer``: depth and confidence maps of a scan."""
     infer = commands.add_parser("infer", help="write depth and confidence maps of every view of a scan (mvsnet, "
                                               "casmvsnet)")
     infer.add_argument("model", choices=["mvsnet", "casmvsnet"])
@@ -338,6 +345,9 @@ def _add_train_commands(commands) -> None:
     _add_mvs_arguments(infer)
     infer.set_defaults(run=_infer)
 
+
+def _add_export_command(commands) -> None:
+    """``export``: a checkpoint's weights in a small file."""
     export = commands.add_parser("export", help="pack a checkpoint's model weights (fp16) into a small file")
     export.add_argument("--ckpt", required=True, type=arg.local_file, help="a training checkpoint (or weights file)")
     export.add_argument("--out", required=True,
@@ -375,8 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--raw-depths", action="store_true",
                         help="dtu: also Depths_raw/ (full-resolution depth, CasMVSNet's layout; for casmvsnet)")
     render.set_defaults(run=_render)
-    _add_train_commands(commands)
-    _add_fuse_command(commands)
+    for add_command in (_add_train_command, _add_eval_command, _add_infer_command, _add_export_command,
+                        _add_fuse_command):
+        add_command(commands)
     return parser
 
 

@@ -161,7 +161,7 @@ def _device_label() -> str:
     return device_label()
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m depthlib.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gpu-check", help="output folder (logs, executed chapters, summary)")
     parser.add_argument("--lang", choices=["en", "zh", "both"], default="both")
@@ -174,6 +174,12 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="chapters run at once (default: 1)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds for the whole check: each step gets at most what is left")
+    return parser
+
+
+def main(argv=None) -> int:
+    """``make gpu-check``: the CUDA tests, the chapters, the benchmark; returns 1 when any failed."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.jobs < 1 or (args.budget is not None and not args.budget > 0):
         parser.error(f"--jobs must be at least 1 and --budget positive, got {args.jobs} and {args.budget}")
