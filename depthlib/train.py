@@ -150,6 +150,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.forward_model = forward_model(self.model, self.device, self.world_size, config.compile)
         self.epoch, self.step, self.step_in_epoch = 0, 0, 0
+        self._epoch_progress = _new_epoch_progress()  # loss sums, steps and seconds of the epoch so far
+        self._epoch_clock = None  # perf_counter() at which the running epoch would have started
+        self._pending_record = None  # an epoch's record between its checkpoint and its log line
         self._interrupted = False
 
     # ------------------------------------------------------------------ checkpoints
@@ -161,7 +164,15 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,
-                "rng": rng_state(), "config": dataclasses.asdict(self.config), "metadata": self.metadata}
+                "rng": rng_state(), "config": dataclasses.asdict(self.config), "metadata": self.metadata,
+                "epoch_progress": {**self._epoch_progress, "seconds": self._epoch_seconds()},
+                "pending_record": self._pending_record}
+
+    def _epoch_seconds(self) -> float:
+        """Seconds trained in the running epoch, over every run that trained in it."""
+        if self._epoch_clock is None:
+            return self._epoch_progress["seconds"]
+        return time.perf_counter() - self._epoch_clock
 
     def save_checkpoint(self, path=None) -> Optional[Path]:
         """Write the full training state atomically (temp file + rename); rank 0 only."""
@@ -178,6 +189,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
+        # what the interrupted run had gathered for its epoch record (checkpoints before these keys: none)
+        self._epoch_progress = state.get("epoch_progress") or _new_epoch_progress()
+        self._epoch_clock, self._pending_record = None, state.get("pending_record")
         set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
 
     # ------------------------------------------------------------------ training
@@ -289,18 +303,21 @@ class Trainer:
         bar = progress_bar(total=total_steps, initial=self.step, disable=not self.config.progress or self.rank != 0,
                            desc="train", unit="step")
         try:
+            if self._pending_record is not None:  # the last run stopped after an epoch's checkpoint, before its
+                history.append(self._close_epoch(self._pending_record, resumed=True))  # record was logged
             while self.epoch < self.config.epochs:
                 self.samples.epoch = self.epoch
                 self.sampler.set_epoch(self.epoch)
                 self.model.train()
-                sums, count, start = {}, 0, time.perf_counter()
+                progress = self._epoch_progress  # a resumed epoch's record averages all its steps
+                self._epoch_clock = time.perf_counter() - progress["seconds"]
                 for batch in self._epoch_loader():
                     self._check_valid_depth(batch)
                     losses = self.train_step(self.to_device(batch))
                     self.step, self.step_in_epoch, done_here = self.step + 1, self.step_in_epoch + 1, done_here + 1
                     for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
+                        progress["sums"][k] = progress["sums"].get(k, 0.0) + v
+                    progress["count"] += 1
                     bar.update(1)
                     bar.set_postfix(epoch=self.epoch, loss=f"{losses['total']:.4f}", refresh=False)
                     if self.step % self.config.log_every == 0:
@@ -313,19 +330,30 @@ class Trainer:
                         if self._interrupted:
                             raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint saved")
                         return history
-                record = {"epoch": self.epoch, "step": self.step, "seconds": round(time.perf_counter() - start, 2),
-                          **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+                record = {"epoch": self.epoch, "step": self.step, "seconds": round(self._epoch_seconds(), 2),
+                          **{f"train_{k}": v / max(progress["count"], 1) for k, v in progress["sums"].items()}}
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                self.save_checkpoint()  # before validating: a failing validation must not lose the epoch
-                if self.evaluate is not None:
-                    # every process validates (the same weights, the same result): none waits in a
-                    # collective while rank 0 alone validates, which NCCL ends with a time-out
-                    record.update(self._validate(record["epoch"]))
-                self._log(record)
-                history.append(record)
+                self._epoch_progress, self._epoch_clock = _new_epoch_progress(), None
+                # the checkpoint holds the record until it is logged: a validation that fails, or a kill
+                # while it runs, must lose neither the epoch's training nor its record
+                self._pending_record = record
+                self.save_checkpoint()
+                history.append(self._close_epoch(record))
         finally:
             bar.close()
         return history
+
+    def _close_epoch(self, record: dict, resumed: bool = False) -> dict:
+        """Validate (when there is ``evaluate``) and log an epoch's record; ``resumed``: it comes from the
+        checkpoint of a run stopped before logging it, so it is logged only if that run did not."""
+        if not (resumed and _logged(self.out_dir / "log.jsonl", record)):
+            if self.evaluate is not None:
+                # every process validates (the same weights, the same result): none waits in a
+                # collective while rank 0 alone validates, which NCCL ends with a time-out
+                record.update(self._validate(record["epoch"]))
+            self._log(record)
+        self._pending_record = None
+        return record
 
     # ------------------------------------------------------------------ faults: resume checks, bad data
     _RESUME_CONFIG = ("batch_size", "lr", "weight_decay", "schedule", "grad_clip", "seed")
@@ -387,6 +415,24 @@ class Trainer:
             print(f"validation after epoch {epoch} failed: {message} (the epoch's checkpoint is saved; "
                   "training goes on)", file=sys.stderr, flush=True)
             return {"val_error": message}
+
+
+def _new_epoch_progress() -> dict:
+    return {"sums": {}, "count": 0, "seconds": 0.0}
+
+
+def _logged(path: Path, record: dict) -> bool:
+    """Whether ``log.jsonl`` at ``path`` already holds this epoch record (same epoch and step)."""
+    if not path.is_file():
+        return False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "seconds" in entry and (entry.get("epoch"), entry.get("step")) == (record["epoch"], record["step"]):
+            return True
+    return False
 
 
 _KEEP_ON_RESUME = ("init",)  # metadata a resume keeps from the checkpoint: where the run started

@@ -145,6 +145,56 @@ def test_checkpoint_of_the_epoch_is_on_disk_before_validation_runs(tmp_path):
     assert seen == [1, 2]
 
 
+
+class _KilledOnceValidation:
+    """A validation that is killed the first time it runs (as a kill mid-validation), then scores 1."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyboardInterrupt("killed while validating")
+        return {"score": 1.0}
+
+
+def test_a_run_killed_while_validating_resumes_with_the_epoch_validated_and_logged_once(tmp_path):
+    settings = TrainConfig(epochs=2, batch_size=4, lr=1e-2, log_every=2, progress=False, seed=7)
+    evaluate = _KilledOnceValidation()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, settings, evaluate=evaluate).fit()
+    assert not [r for r in read_log(tmp_path) if "seconds" in r]  # killed before epoch 0 was logged
+    resumed = Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, settings, evaluate=evaluate)
+    history = resumed.fit(resume=True)
+    epochs = [r for r in read_log(tmp_path) if "seconds" in r]
+    assert [(r["epoch"], r["val_score"]) for r in epochs] == [(0, 1.0), (1, 1.0)] and evaluate.calls == 3
+    assert [r["epoch"] for r in history] == [0, 1] and all("train_total" in r for r in epochs)
+
+
+def test_an_epoch_record_already_logged_is_not_logged_again_on_resume(tmp_path):
+    # killed after epoch 0 was validated and logged, before the next checkpoint: the checkpoint still
+    # holds the record as pending, and the log already has it
+    settings = TrainConfig(epochs=2, batch_size=4, lr=1e-2, log_every=2, progress=False, seed=7)
+    calls = []
+    trainer = Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, settings,
+                      evaluate=lambda model: calls.append(1) or {"score": 1.0})
+    original_loss = trainer.task.loss
+
+    def crash_in_epoch_1(model, batch):
+        if trainer.epoch == 1:
+            raise RuntimeError("killed")
+        return original_loss(model, batch)
+    trainer.task.loss = crash_in_epoch_1
+    with pytest.raises(RuntimeError, match="killed"):
+        trainer.fit()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["pending_record"]["epoch"] == 0
+    resumed = Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, settings,
+                      evaluate=lambda model: calls.append(1) or {"score": 1.0})
+    resumed.fit(resume=True)
+    assert [r["epoch"] for r in read_log(tmp_path) if "seconds" in r] == [0, 1] and len(calls) == 2
+
+
 # ----------------------------------------------------------------------------- silent wrong results
 
 class _DepthSet(Dataset):

@@ -53,6 +53,13 @@ def test_stop_and_resume_gives_identical_weights(tmp_path, straight_run, stop_af
     resumed.fit(resume=True)
     assert resumed.step == 12
     _assert_same_weights(_weights(resumed), _weights(straight_run[0]))
+    # and the log loses nothing: each epoch's record averages all its steps, those before the stop too
+    assert _epoch_means(tmp_path) == _epoch_means(straight_run[0].out_dir)
+
+
+def _epoch_means(run_dir):
+    """The epoch records of a run's log without their times: [(epoch, step, train_total, train_mse)]."""
+    return [(r["epoch"], r["step"], r["train_total"], r["train_mse"]) for r in read_log(run_dir) if "seconds" in r]
 
 
 def test_sigint_writes_a_checkpoint_and_resume_finishes_identically(tmp_path, straight_run):
