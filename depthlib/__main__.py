@@ -248,6 +248,9 @@ def _add_train_command(commands) -> None:
     train.add_argument("--lr", type=arg.non_negative_real,
                        help="learning rate (default: 1e-4 for densedepth, as the paper; 1e-3 for mvsnet, as the paper)")
     train.add_argument("--schedule", choices=["constant", "cosine"], help="default: constant")
+    train.add_argument("--warmup-steps", type=arg.count,
+                       help="the lr rises linearly to --lr over the first N steps, then follows --schedule "
+                            "(default 0: no warm-up)")
     train.add_argument("--encoder", choices=["densenet169", "densenet121", "small"],
                        help="default: the profile's (small for cpu, densenet169 for gpu)")
     train.add_argument("--pretrained", type=arg.pretrained, default="none",

@@ -40,7 +40,9 @@ class TrainConfig:
     """Training settings. ``amp="auto"``: bf16 on CUDA GPUs with native bf16 (Ampere and newer), else
     fp16 with a GradScaler (a T4 emulates bf16, slowly); off on the CPU. ``checkpoint_every``: also
     checkpoint every N steps (the last epoch's end is always saved). ``schedule``: "constant" or
-    "cosine" (per step, over the whole run). ``channels_last``: 2D convolutions' weights and image
+    "cosine" (per step, over the whole run). ``warmup_steps``: the learning rate rises linearly over
+    the first N optimiser steps (lr / N, 2 lr / N, ..., lr), times the schedule; 0: no warm-up (for
+    a large batch with a proportionally larger lr, Goyal et al. 2017). ``channels_last``: 2D convolutions' weights and image
     batches in channels_last, 3D convolutions' weights in channels_last_3d. ``cudnn_benchmark``:
     let cuDNN time its algorithms for each new input shape and keep the fastest (faster steps at a
     fixed size; not bit-reproducible between runs). ``compile``: torch.compile the model, in its
@@ -54,6 +56,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     schedule: str = "constant"
+    warmup_steps: int = 0
     grad_clip: Optional[float] = None
     amp: str = "auto"
     channels_last: bool = False
@@ -84,6 +87,7 @@ class TrainConfig:
              "None or a finite number > 0"),
             ("num_workers", count(self.num_workers, 0), "an integer >= 0"),
             ("seed", count(self.seed, 0), "an integer >= 0"),
+            ("warmup_steps", count(self.warmup_steps, 0), "an integer >= 0"),
             ("checkpoint_every", self.checkpoint_every is None or count(self.checkpoint_every, 1),
              "None or an integer >= 1"),
             ("log_every", count(self.log_every, 1), "an integer >= 1"),
@@ -144,10 +148,9 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ValueError(f"train_set has {len(train_set)} samples: too few for one batch of "
                              f"{config.batch_size} on each of {self.world_size} process(es)")
-        total = max(1, config.epochs * self.steps_per_epoch)
-        schedule = (lambda step: 1.0) if config.schedule == "constant" else \
-            (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_factor(config.schedule, max(1, config.epochs * self.steps_per_epoch),
+                                       config.warmup_steps))
         self.forward_model = forward_model(self.model, self.device, self.world_size, config.compile)
         self.epoch, self.step, self.step_in_epoch = 0, 0, 0
         self._epoch_progress = _new_epoch_progress()  # loss sums, steps and seconds of the epoch so far
@@ -356,7 +359,7 @@ class Trainer:
         return record
 
     # ------------------------------------------------------------------ faults: resume checks, bad data
-    _RESUME_CONFIG = ("batch_size", "lr", "weight_decay", "schedule", "grad_clip", "seed")
+    _RESUME_CONFIG = ("batch_size", "lr", "weight_decay", "schedule", "warmup_steps", "grad_clip", "seed")
 
     def _compare_with_checkpoint(self, accept_changes: bool) -> dict:
         """{name: (stored, current)} of the metadata and optimisation settings in which the checkpoint and
@@ -415,6 +418,16 @@ class Trainer:
             print(f"validation after epoch {epoch} failed: {message} (the epoch's checkpoint is saved; "
                   "training goes on)", file=sys.stderr, flush=True)
             return {"val_error": message}
+
+
+def _lr_factor(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
+    """The learning rate's factor at optimiser step ``step`` (0-based): warm-up times schedule."""
+    def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if schedule == "constant":
+            return ramp
+        return ramp * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    return factor
 
 
 def _new_epoch_progress() -> dict:

@@ -95,7 +95,7 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     common = ["--profile", "cpu", "--size", "64x64", "--n-test", "4"]
     assert main(["train", "densedepth", "--out", str(run), "--epochs", "1", "--n-train", "8", "--batch-size", "4",
-                 "--encoder", "small", "--val", "--no-progress", *common]) == 0
+                 "--encoder", "small", "--val", "--warmup-steps", "3", "--no-progress", *common]) == 0
     assert "1 epochs of 2 steps" in capsys.readouterr().out
     assert main(["export", "--ckpt", str(run / "checkpoint.pt"), "--out", str(tmp_path / "w.pt")]) == 0
     assert main(["eval", "densedepth", "--ckpt", str(tmp_path / "w.pt"), *common]) == 0
@@ -113,6 +113,8 @@ def test_train_eval_export_densedepth_end_to_end(tmp_path, monkeypatch, capsys):
                  "--encoder", "small", "--resume", "--no-progress", *common]) == 0
     from depthlib.train import read_log
     assert [r["step"] for r in read_log(run) if "train_total" in r] == [2]
+    # the options left out on --resume keep the run's settings: the warm-up too
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["warmup_steps"] == 3
     # fine-tuning starts from the given weights (same encoder) and records where they came from
     with pytest.raises(ValueError, match="holds a 'small' encoder"):
         main(["train", "densedepth", "--out", str(tmp_path / "bad"), "--epochs", "1", "--n-train", "8",

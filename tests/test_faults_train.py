@@ -307,6 +307,7 @@ def test_weights_of_another_model_fail_in_one_line(tmp_path):
     ("grad_clip", 0.0, "grad_clip=0.0 (expected None or a finite number > 0)"),
     ("batch_size", 2.5, "batch_size=2.5"),
     ("epochs", -1, "epochs=-1"),
+    ("warmup_steps", -5, "warmup_steps=-5 (expected an integer >= 0)"),
     ("compile", "fast", "compile='fast' (expected True, False or a torch.compile mode: default, reduce-overhead"),
 ])
 def test_train_config_rejects_numbers_out_of_range(field, value, words):

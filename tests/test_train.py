@@ -152,6 +152,22 @@ def test_bad_settings_and_missing_checkpoint_raise_clear_errors(tmp_path):
         Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path, TrainConfig()).load_checkpoint()
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_raises_the_lr_linearly_over_its_steps_then_follows_the_schedule(tmp_path, schedule):
+    def lrs(warmup_steps):
+        config = TrainConfig(epochs=2, batch_size=4, lr=1e-2, schedule=schedule, warmup_steps=warmup_steps,
+                             log_every=1, progress=False)
+        trainer = Trainer(ToyNet(), ToySet(), ToyTask(), tmp_path / str(warmup_steps), config)
+        first = trainer.optimizer.param_groups[0]["lr"]  # the lr of the first step
+        trainer.fit()
+        return [first] + [r["lr"] for r in read_log(trainer.out_dir) if "lr" in r]  # then after each step
+
+    warmed, plain = lrs(4), lrs(0)
+    assert len(warmed) == 13 and plain[0] == pytest.approx(1e-2)
+    assert warmed[:4] == pytest.approx([k / 4 * p for k, p in zip((1, 2, 3, 4), plain)])
+    assert warmed[4:] == pytest.approx(plain[4:])
+
+
 def test_densedepth_task_compares_half_resolution_output_with_normalised_valid_target():
     from depthlib.train import DenseDepthTask
 
