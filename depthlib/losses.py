@@ -1,7 +1,7 @@
 """Depth losses: normalisation, L1, image gradients, SSIM, DenseDepth and MVSNet losses (chapters 04 and 09)."""
 from __future__ import annotations
 
-__all__ = ["per_sample_scalar", "depth_norm", "image_gradients", "l1_loss", "gradient_loss", "ssim", "densedepth_loss",
+__all__ = ["per_sample_scalar", "valid_depth_mask", "depth_norm", "image_gradients", "l1_loss", "gradient_loss", "ssim", "densedepth_loss",
            "mvsnet_loss"]
 
 import math
@@ -33,6 +33,16 @@ def _finite_target(target: torch.Tensor, mask=None) -> torch.Tensor:
     """Bool (B, C, H, W): finite target values, and the mask where one is given."""
     valid = torch.isfinite(target)
     return valid if mask is None else valid & mask.to(torch.bool)
+
+
+def valid_depth_mask(depth: torch.Tensor, mask=None) -> torch.Tensor:
+    """Bool, shape of ``depth``: pixels with a known depth (finite and > 0; 0 is the library's "no
+    surface"), and the mask where one is given (any shape that broadcasts to ``depth``).
+
+    The one rule the MVSNet loss, the metrics and the training tasks share.
+    """
+    valid = torch.isfinite(depth) & (depth > 0)
+    return valid if mask is None else valid & mask.to(device=depth.device, dtype=torch.bool)
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -195,11 +205,13 @@ def mvsnet_loss(depth_est: torch.Tensor, depth_gt: torch.Tensor, mask: torch.Ten
     positive number or (B,) tensor of per-sample plane spacings (tensor values are not checked, to
     avoid a device sync). Pooled over the valid pixels of the batch (MVSNet's TF code averages per
     sample and sums over the batch; the same at batch size 1). No valid pixel: 0, zero gradient.
+    A pixel counts only where the mask is true and depth_gt is finite and > 0 (``valid_depth_mask``,
+    the metrics' rule): a hole (0) or a NaN in the ground truth is never a target.
     """
     if depth_est.dim() not in (3, 4) or depth_est.shape != depth_gt.shape or mask.shape != depth_gt.shape:
         raise ValueError(f"depth_est {tuple(depth_est.shape)}, depth_gt {tuple(depth_gt.shape)}, mask "
                          f"{tuple(mask.shape)}: expected one shape, (B, H, W) or (B, 1, H, W)")
     interval = per_sample_scalar(depth_interval, depth_gt, "depth_interval")
-    valid = _finite_target(depth_gt, mask)
+    valid = valid_depth_mask(depth_gt, mask)
     depth_gt = torch.where(valid, depth_gt, torch.zeros_like(depth_gt))
     return _masked_mean((depth_gt - depth_est).abs() / interval, valid)

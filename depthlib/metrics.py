@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from depthlib.geometry import scale_projection
-from depthlib.losses import per_sample_scalar
+from depthlib.losses import per_sample_scalar, valid_depth_mask
 from depthlib.planesweep import plane_sweep_depth
 
 # Conventions: depth maps in metres, any shape (B, 1, H, W) in practice. A pixel is valid where the
@@ -28,12 +28,9 @@ def valid_depth(pred: torch.Tensor, gt: torch.Tensor, mask) -> torch.Tensor:
     """Bool mask of valid pixels (shape of gt); ValueError on mismatched shapes."""
     if pred.shape != gt.shape:
         raise ValueError(f"pred has shape {tuple(pred.shape)} and gt {tuple(gt.shape)}, expected the same shape")
-    valid = torch.isfinite(gt) & (gt > 0)
-    if mask is None:
-        return valid
-    if torch.broadcast_shapes(mask.shape, gt.shape) != gt.shape:
+    if mask is not None and torch.broadcast_shapes(mask.shape, gt.shape) != gt.shape:
         raise ValueError(f"mask has shape {tuple(mask.shape)}, expected one that broadcasts to gt {tuple(gt.shape)}")
-    return valid & mask.to(device=gt.device, dtype=torch.bool)
+    return valid_depth_mask(gt, mask)
 
 
 def _sum_dtype(device) -> torch.dtype:

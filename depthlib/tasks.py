@@ -13,11 +13,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from depthlib.losses import valid_depth_mask
+
 
 def valid_depth_pixels(batch) -> torch.Tensor:
     """(B,) valid target pixels per sample: mask, finite depth > 0."""
-    depth = batch["depth"]
-    return (batch["mask"].bool() & torch.isfinite(depth) & (depth > 0)).flatten(1).sum(1)
+    return valid_depth_mask(batch["depth"], batch["mask"]).flatten(1).sum(1)
 
 
 class DenseDepthTask:

@@ -7,6 +7,7 @@ from torchmetrics.functional.image import image_gradients as tm_image_gradients
 
 from depthlib.losses import (densedepth_loss, depth_norm, gradient_loss, image_gradients, l1_loss,
                              mvsnet_loss, ssim)
+from depthlib.metrics import less_k_interval
 
 
 def random_pair(seed, shape, scale=1.0):
@@ -203,6 +204,15 @@ def test_mvsnet_loss_is_masked_mean_error_in_interval_units_per_sample():
     torch.testing.assert_close(mvsnet_loss(depth_est, depth_gt, mask, torch.tensor([2.0, 4.0])), torch.tensor(expected))
     torch.testing.assert_close(mvsnet_loss(depth_est[:1, None], depth_gt[:1, None], mask[:1, None], 2.0),
                                torch.tensor((1 + 0 + 3) / 3))
+
+
+def test_mvsnet_loss_never_takes_a_hole_or_negative_depth_as_a_target_whatever_the_mask():
+    depth_gt = torch.tensor([[[500.0, 0.0], [-3.0, float("inf")]]])
+    depth_est = torch.full_like(depth_gt, 500.0)
+    everything = torch.ones_like(depth_gt, dtype=torch.bool)
+    # only the 500 mm pixel is a target: the loss is 0, as less-one's accuracy is 1 on the same pixels
+    assert mvsnet_loss(depth_est, depth_gt, everything, 2.5).item() == 0.0
+    assert less_k_interval(depth_est, depth_gt, everything, 2.5, 1) == 1.0
 
 
 def test_mvsnet_loss_with_empty_mask_is_zero_with_zero_gradient():
