@@ -217,7 +217,9 @@ def test_bad_inputs_raise_value_errors_naming_the_problem():
     for args, pattern in [((imgs[:, :1], proj[:, :1], depth_values), "V >= 2"),
                           ((imgs, proj[:, :2], depth_values), r"proj \(1, 2, 4, 4\)"),
                           ((imgs, proj, depth_values[0]), r"depth_values \(32,\)"),
-                          ((imgs[..., :48], proj, depth_values), "multiples of 32")]:
+                          ((imgs[..., :48], proj, depth_values), "multiples of 32"),
+                          ((imgs, proj, depth_values.flip(1)), "depth_values of sample 0 are not increasing"),
+                          ((imgs.to(torch.uint8), proj, depth_values), "imgs are torch.uint8")]:
         with pytest.raises(ValueError, match=pattern):
             model(*args)
 

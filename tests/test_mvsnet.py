@@ -238,9 +238,10 @@ def test_gradient_reaches_every_parameter_in_train_mode(small_batch):
 # ---------------------------------------------------------------- entry checks
 def test_bad_inputs_raise_value_errors_naming_the_problem():
     model = MVSNet()
-    imgs, proj, depths = torch.zeros(2, 3, 3, 64, 64), torch.eye(4).repeat(2, 3, 1, 1), torch.ones(2, 16)
+    imgs, proj = torch.zeros(2, 3, 3, 64, 64), torch.eye(4).repeat(2, 3, 1, 1)
+    depths = torch.linspace(1.0, 2.0, 16).repeat(2, 1)
     with pytest.raises(ValueError, match=r"D=12 planes.*D a multiple of 8"):
-        model(imgs, proj, torch.ones(2, 12))
+        model(imgs, proj, depths[:, :12])
     with pytest.raises(ValueError, match=r"image 48x64.*H and W multiples of 32"):
         model(imgs[..., :48, :], proj, depths)
     with pytest.raises(ValueError, match=r"image 64x80.*H and W multiples of 32"):
@@ -255,6 +256,12 @@ def test_bad_inputs_raise_value_errors_naming_the_problem():
         model(imgs, proj, depths[:1])
     with pytest.raises(ValueError, match=re.escape("depth_values (2, 16, 1), expected (2, D)")):
         model(imgs, proj, depths[..., None])
+    # planes that do not increase: equal ones gave a NaN refined depth, decreasing ones reversed bands
+    for bad in (torch.full((2, 16), 3.0), depths.flip(1), depths.clone().index_fill_(1, torch.tensor([5]), float("nan"))):
+        with pytest.raises(ValueError, match=r"depth_values of sample 0 are not increasing .*from near to far"):
+            model(imgs, proj, bad)
+    with pytest.raises(ValueError, match=re.escape("imgs are torch.uint8, expected a floating-point tensor")):
+        model(imgs.to(torch.uint8), proj, depths)
 
 
 def test_refinenet_rejects_mismatched_image_and_depth():
