@@ -129,7 +129,8 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
     Args:
         depths: (V, 1, H, W) scene units, 0 = none. confidences: (V, 1, H, W) in [0, 1], or None (no
             photometric filter). Ks: (V, 3, 3) at depth resolution. extrinsics: (V, 4, 4) world->camera.
-        images: (V, 3, kH, lW) uint8 (or float in [0, 1]) for the colours, or None.
+        images: (V, 3, kH, lW) uint8 (or float in [0, 1]) for the colours, or None. The filters run on
+            the depth maps' device; confidences and cameras may be on another, the images anywhere.
         pairs: [(ref, [src, ...])] view indices (``read_pair_file`` entries work); None: every view is a
             reference with all the others as sources. Thresholds: see :func:`geometric_mask`.
     Returns:
@@ -138,14 +139,16 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
         and ``counts``: reference pixels in all, with depth, passing each filter, and kept.
     """
     _check_thresholds(photometric_threshold, pixel_threshold, depth_threshold, min_views)
-    depths, Ks, extrinsics = (torch.as_tensor(x).float() for x in (depths, Ks, extrinsics))
+    depths = torch.as_tensor(depths).float()
+    # the cameras and confidences go where the depth maps are (a GPU's, straight from a network)
+    Ks, extrinsics = (torch.as_tensor(x).float().to(depths.device) for x in (Ks, extrinsics))
     check_shape(depths.dim() == 4 and depths.shape[1] == 1, "depths", depths, "(V, 1, H, W)")
     n_views, _, height, width = depths.shape
     check_shape(tuple(Ks.shape) == (n_views, 3, 3), "Ks", Ks, f"({n_views}, 3, 3) like depths")
     check_shape(tuple(extrinsics.shape) == (n_views, 4, 4), "extrinsics", extrinsics, f"({n_views}, 4, 4) like depths")
     if confidences is None:
         confidences = torch.ones_like(depths)
-    confidences = torch.as_tensor(confidences)
+    confidences = torch.as_tensor(confidences).to(depths.device)
     check_shape(confidences.shape == depths.shape, "confidences", confidences, f"{tuple(depths.shape)} like depths")
     images = None if images is None else _checked_images(images, n_views, height, width)
     stats = {name: torch.zeros_like(depths, dtype=torch.bool) for name in ("photometric", "geometric", "mask")}
@@ -160,7 +163,8 @@ def fuse_depth_maps(depths, confidences, Ks, extrinsics, images=None, pairs=None
         world = depth_to_points(fused_depth, Ks[one], extrinsics[one]).reshape(3, -1)
         points.append(world[:, keep].T)
         if images is not None:
-            point_colors.append(_colors_at_depth_resolution(images[ref], height, width).reshape(3, -1)[:, keep].T)
+            colors = _colors_at_depth_resolution(images[ref], height, width).reshape(3, -1)
+            point_colors.append(colors[:, keep.to(colors.device)].T)  # images may stay on the CPU
         stats["photometric"][ref], stats["geometric"][ref] = photometric[0], geometric[0]
         stats["mask"][ref], stats["fused_depth"][ref] = keep.reshape(1, height, width), fused_depth[0]
         stats["points_per_view"][ref] = int(keep.sum())
@@ -242,19 +246,18 @@ def fuse_scan(folder, depth_folder: str = "depth_est", **thresholds):
     return points, colors, stats
 
 
-# ----------------------------------------------------------------------------- PLY files
-
 # ----------------------------------------------------------------------------- evaluation
 
 
 def nearest_distances(query, reference, method: str = "auto", block: int = 2048) -> np.ndarray:
     """Distance from each query point to its nearest reference point (exact), float64 (N,).
 
-    query: (N, 3); reference: (M, 3), M >= 1. ``method``: "kdtree" (scipy's cKDTree, O(N log M), one
+    query: (N, 3); reference: (M, 3), M >= 1; finite coordinates. ``method``: "kdtree" (scipy's cKDTree, O(N log M), one
     thread per torch thread), "cdist" (blocks of torch.cdist in float64, O(N M): small clouds only),
     or "auto" (kdtree when scipy is installed).
     """
-    query, reference = as_point_array(query, "query").astype(np.float64), as_point_array(reference, "reference")
+    query = as_point_array(query, "query", finite=True).astype(np.float64)
+    reference = as_point_array(reference, "reference", finite=True)
     reference = reference.astype(np.float64)
     if len(reference) == 0:
         raise ValueError("reference has shape (0, 3), expected at least one point")
@@ -288,7 +291,7 @@ def accuracy_completeness(pred_points, gt_points, max_dist=None, method: str = "
     """The DTU point-cloud metrics: accuracy = mean distance pred -> nearest gt point, completeness =
     mean distance gt -> nearest pred point, overall = their mean (scene units; lower is better).
 
-    pred_points: (N, 3); gt_points: (M, 3). ``max_dist``: distances above it are dropped before the
+    pred_points: (N, 3); gt_points: (M, 3); finite coordinates. ``max_dist``: distances above it are dropped before the
     means, as the DTU protocol does (20 mm there); ``accuracy_kept`` / ``completeness_kept`` give the
     fraction kept (a mean over nothing is NaN). ``method``: see :func:`nearest_distances`.
 
@@ -296,7 +299,8 @@ def accuracy_completeness(pred_points, gt_points, max_dist=None, method: str = "
         >>> accuracy_completeness(np.zeros((1, 3)), np.array([[0.0, 0, 0], [0, 0, 2]]))["completeness"]
         1.0
     """
-    pred_points, gt_points = as_point_array(pred_points, "pred_points"), as_point_array(gt_points, "gt_points")
+    pred_points = as_point_array(pred_points, "pred_points", finite=True)
+    gt_points = as_point_array(gt_points, "gt_points", finite=True)
     for name, cloud in (("pred_points", pred_points), ("gt_points", gt_points)):
         if len(cloud) == 0:
             raise ValueError(f"{name} has shape (0, 3), expected at least one point")

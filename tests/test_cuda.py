@@ -145,6 +145,22 @@ def _cli(*args, cwd):
     return result.stdout
 
 
+def test_fusion_of_cuda_depth_maps_with_cameras_confidences_and_images_on_the_cpu():
+    from depthlib.data.scenes import object_scan
+    from depthlib.fusion import fuse_depth_maps
+
+    rendered = object_scan(0, n_views=5, height=64, width=80, n_lights=1, shadows=False)
+    depths = torch.from_numpy(rendered["depths"])[:, None]
+    Ks = torch.from_numpy(rendered["K_depth"]).expand(len(depths), 3, 3)
+    extrinsics = torch.from_numpy(rendered["extrinsics"])
+    images = torch.from_numpy(rendered["images"][:, 0]).permute(0, 3, 1, 2)
+    confidences = torch.rand(depths.shape, generator=torch.Generator().manual_seed(0)) * 0.4 + 0.6
+    on_cpu = fuse_depth_maps(depths, confidences, Ks, extrinsics, images, min_views=1)
+    on_gpu = fuse_depth_maps(depths.cuda(), confidences, Ks, extrinsics, images, min_views=1)
+    assert on_gpu[2]["counts"] == on_cpu[2]["counts"] and on_cpu[2]["counts"]["kept"] > 0
+    assert (on_gpu[1] == on_cpu[1]).all() and abs(on_gpu[0] - on_cpu[0]).max() < 1e-4
+
+
 def test_train_eval_infer_fuse_on_cuda(tmp_path):
     common = ["--profile", "cpu", "--no-progress"]
     out = _cli("train", "densedepth", "--out", "dd", "--epochs", "1", "--n-train", "8", "--n-test", "4",

@@ -198,6 +198,20 @@ def test_accuracy_completeness_hand_case_and_max_dist():
 
 
 @pytest.mark.parametrize("method", ["cdist", "kdtree"])
+def test_clouds_with_a_nan_or_inf_point_are_refused_naming_the_cloud_and_row(method):
+    good = np.zeros((3, 3))
+    bad = good.copy()
+    bad[1, 2] = np.nan  # cdist gave accuracy nan silently, the KD-tree scipy's "'x' must be finite"
+    with pytest.raises(ValueError, match=r"pred_points row 1 is \[ 0\.  0\. nan\], expected finite"):
+        accuracy_completeness(bad, good, method=method)
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="gt_points row 1 is .*inf.*expected finite"):
+        accuracy_completeness(good, bad, method=method)
+    with pytest.raises(ValueError, match="reference row 1"):
+        nearest_distances(good, bad, method=method)
+
+
+@pytest.mark.parametrize("method", ["cdist", "kdtree"])
 def test_nearest_distances_match_brute_force(method):
     if method == "kdtree":
         pytest.importorskip("scipy")

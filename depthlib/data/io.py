@@ -284,14 +284,18 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 
 
-def as_point_array(points, name: str = "points", expected=None) -> np.ndarray:
+def as_point_array(points, name: str = "points", expected=None, finite: bool = False) -> np.ndarray:
     """``points`` (a tensor on any device, or array-like) as a NumPy array of shape (N, 3), or of
-    shape ``expected`` (e.g. colours like their points); ValueError naming ``name`` otherwise."""
+    shape ``expected`` (e.g. colours like their points); ValueError naming ``name`` otherwise, and,
+    with ``finite``, naming the first row with a NaN or infinite coordinate."""
     points = np.asarray(points.detach().cpu()) if hasattr(points, "detach") else np.asarray(points)
     ok = points.ndim == 2 and points.shape[1] == 3 if expected is None else points.shape == expected
     if not ok:
         raise ValueError(f"{name} has shape {points.shape}, expected "
                          f"{'(N, 3)' if expected is None else f'{expected} like points'}")
+    if finite and not np.isfinite(points).all():
+        row = int(np.flatnonzero(~np.isfinite(points).all(1))[0])
+        raise ValueError(f"{name} row {row} is {points[row]}, expected finite coordinates")
     return points
 
 
