@@ -1,5 +1,5 @@
 """Depth accuracy metrics: the Eigen metrics, MVSNet's interval metrics, depth-edge regions, the Eigen crop
-(chapters 06 and 09); ``depthlib.evaluation`` runs them over whole datasets."""
+(chapters 06 and 09); ``evaluate`` and ``evaluate_mvsnet`` run them over whole datasets."""
 from __future__ import annotations
 
 __all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "EDGE_REGIONS",
@@ -209,7 +209,8 @@ def eigen_crop(height: int, width: int, device=None) -> torch.Tensor:
 
     At 480x640 it is rows 45:471, columns 41:601, the region used by the BTS and AdaBins evaluation
     scripts (``eval_mask[45:471, 41:601] = 1``); other sizes scale the bounds proportionally, rounded
-    half up. (DenseDepth's own script crops rows 20..459, columns 24..615, inclusive.)
+    half up. (DenseDepth's ``evaluate`` reads its crop from ``eigen_test_crop.npy`` inside its test
+    archive; code derived from it uses rows 20..459, columns 24..615, inclusive.)
     """
     if height < 1 or width < 1:
         raise ValueError(f"eigen_crop: size {height}x{width}, expected positive height and width")
@@ -237,8 +238,8 @@ def evaluate(predict_fn, dataset, batch_size: int = 8, flip_tta: bool = True, cr
     ``image`` [3, H, W], ``depth`` [1, H, W] metres, optional ``mask`` [1, H, W]. flip_tta averages the
     prediction with that of the mirrored image, mirrored back (as DenseDepth). Predictions are clipped
     to [min_depth, max_depth]; pixels count where mask, finite gt > 0 and (crop="eigen") ``eigen_crop``
-    hold. Metrics are pooled over every such pixel of the set (DenseDepth and BTS average per-image
-    metrics instead). ``device``: where the images go; defaults to the module's parameters' device,
+    hold. Metrics are pooled over every such pixel of the set, as DenseDepth's ``evaluate`` does (BTS
+    and AdaBins average per-image metrics instead). ``device``: where the images go; defaults to the module's parameters' device,
     and to the CPU for a plain callable (which may move them itself, as ``predict_depth`` does). The
     metrics are computed on the device the predictions come back on.
     """
