@@ -107,6 +107,7 @@ def train_casmvsnet(args) -> int:
 
 
 def eval_casmvsnet(args) -> int:
+    """``eval casmvsnet``: each stage's less-one / less-three / MAE table (and an MVSNet's, with --mvsnet)."""
     from depthlib.bench import format_table
     from depthlib.data import DTUMVSFull
     from depthlib.models import load_mvsnet
@@ -136,6 +137,7 @@ def eval_casmvsnet(args) -> int:
 
 
 def infer_casmvsnet(args) -> int:
+    """``infer casmvsnet``: every view's depth and confidence maps of a scan, in MVSNet's output layout."""
     import numpy as np
     import torch
     from PIL import Image

@@ -16,6 +16,7 @@ __all__ = ["prepare_run", "train_config", "previous_run", "check_init", "fit_and
 
 
 def train_densedepth(args) -> int:
+    """``train densedepth``: the data set, model and Trainer from the options; returns the exit status."""
     from depthlib.checkpoint_io import load_model_state
     from depthlib.data import NYUDepth
     from depthlib.metrics import evaluate
@@ -124,6 +125,7 @@ def fit_and_report(trainer, args) -> int:
 
 
 def train_mvsnet(args) -> int:
+    """``train mvsnet``: the data set, model and Trainer from the options; returns the exit status."""
     from depthlib.checkpoint_io import load_model_state
     from depthlib.data import DTUMVS
     from depthlib.models import MVSNet, evaluate_mvsnet

@@ -120,10 +120,13 @@ class PooledIntervalMetrics:
         self.sums = {}
 
     def add(self, prefix: str, pred, gt, mask, depth_interval) -> None:
+        """Add one batch: pred, gt, mask (B, H, W) or (B, 1, H, W), depth in gt's unit (mm for DTU);
+        depth_interval a number or (B,) tensor in the same unit."""
         for key, value in interval_sums(pred.float(), gt, mask, depth_interval).items():
             self.sums[prefix + key] = self.sums.get(prefix + key, 0.0) + value
 
     def result(self) -> dict:
+        """``{prefix + "less_one" | "less_three" | "mae": value}`` (mae in the depth unit)."""
         out = {}
         for key, n in self.sums.items():
             if key.endswith("n") and key[:-1] + "abs_error" in self.sums and n:

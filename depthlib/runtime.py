@@ -36,6 +36,8 @@ def distributed_context():
 
 
 def rng_state():
+    """Every random generator's state (torch CPU and CUDA, NumPy, Python) as CPU tensors and tuples,
+    for a checkpoint (``torch.load(weights_only=True)`` reads it back); ``set_rng_state`` restores it."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     np_state = np.random.get_state()
     state["numpy"] = (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])
@@ -131,6 +133,7 @@ def training_device(requested: Optional[str], local_rank: int, world_size: int) 
 
 
 def main_thread() -> bool:
+    """Whether this is the main thread (the only one that may install a signal handler)."""
     import threading
     return threading.current_thread() is threading.main_thread()
 

@@ -38,6 +38,8 @@ class DenseDepthTask:
         return valid_depth_pixels(batch)
 
     def loss(self, model, batch) -> dict:
+        """``densedepth_loss`` terms (``total depth grad ssim``) of ``model`` on an NYU batch
+        (``image`` (B, 3, H, W), ``depth`` and ``mask`` (B, 1, H, W), metres)."""
         from depthlib.losses import densedepth_loss, depth_norm
 
         pred = model(batch["image"])
@@ -64,6 +66,8 @@ class MVSNetTask:
     valid_pixels = staticmethod(valid_depth_pixels)  # as DenseDepthTask: mask, finite depth > 0
 
     def loss(self, model, batch) -> dict:
+        """``initial``, ``refined`` (with refinement) and ``total`` MVSNet losses, in depth intervals,
+        of ``model`` on a ``DTUMVS`` batch."""
         from depthlib.losses import mvsnet_loss
 
         out = model(batch["imgs"], batch["proj_matrices"], batch["depth_values"])

@@ -161,9 +161,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
+        """``out_dir/checkpoint.pt``: where the run's checkpoint is written and resumed from."""
         return self.out_dir / "checkpoint.pt"
 
     def state_dict(self) -> dict:
+        """Everything a resumed run needs: weights, optimiser, scheduler, scaler, counters, RNG states,
+        the running epoch's loss sums and an epoch record not yet logged, config and metadata."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "step_in_epoch": self.step_in_epoch,

@@ -115,6 +115,7 @@ def _default_splits(scans):
 
 
 def scan_name(scan):
+    """``12`` or ``"scan12"`` -> ``"scan12"`` (DTU's folder name); ValueError for anything else."""
     name = f"scan{scan}" if isinstance(scan, (int, np.integer)) else str(scan)
     if not re.fullmatch(r"scan\d+", name):
         raise ValueError(f"scan {scan!r}: expected an int or a name like 'scan12'")

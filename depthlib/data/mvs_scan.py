@@ -78,6 +78,7 @@ class MVSScan(Dataset):
         return len(self.pairs)
 
     def image_path(self, view):
+        """``images/0000000V.jpg`` (or ``.png``) of view ``view``; FileNotFoundError naming both."""
         for suffix in (".jpg", ".png"):
             path = self.root / "images" / f"{view:08d}{suffix}"
             if path.is_file():

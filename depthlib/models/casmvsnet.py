@@ -280,6 +280,7 @@ class CasMVSNetTask:
         self.stages = stages_from_metadata(stages)
 
     def loss(self, model, batch) -> dict:
+        """``casmvsnet_loss`` of the model's stages on a ``DTUMVSFull`` batch (the Trainer's task API)."""
         out = model(batch["imgs"], batch["proj_matrices"], batch["depth_values"])
         return casmvsnet_loss(out, batch, self.stages)
 

@@ -228,6 +228,7 @@ class MVSNet(nn.Module):
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> "MVSNet":
+        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (its BN statistics fixed)."""
         super().train(mode)
         if self.backbone_frozen:
             self.feature.eval()
