@@ -342,7 +342,10 @@ def render(scene: Scene, camera: Camera, light: Optional[Light] = None, shadows:
     Returns a dict with ``image`` (H, W, 3) uint8, ``depth`` (H, W) float32 metres (0 = no surface),
     ``normal`` (H, W, 3) float32 and ``object_id`` (H, W) int16 (-1 = background).
     Example:
+        >>> scene = Scene([Sphere((0.0, 3.0, 1.0), 0.5)])
         >>> frame = render(scene, Camera(nyu_intrinsics(96, 128), look_at((0, 0, 1), (0, 3, 1)), 96, 128))
+        >>> frame["image"].shape, round(float(frame["depth"][48, 64]), 2)  # the sphere's front, 2.5 m ahead
+        ((96, 128, 3), 2.5)
     """
     hit = trace(scene, camera)
     image = shade(scene, hit, light, shadows=shadows)
