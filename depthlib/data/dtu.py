@@ -7,7 +7,7 @@ Layout (millimetres, like the real ``dtu_training`` download):
 ``Depths/scan{N}_train/depth_visual_{view:04d}.png`` (0 invalid, > 10 valid), ``lists/{split}.txt``.
 """
 __all__ = ["DTU_TRAIN_SCANS", "DTU_VAL_SCANS", "DTU_TEST_SCANS", "view_selection_scores", "write_dtu_like",
-           "DTUMVS", "plane_spacing", "check_mvs_sizes", "scan_name"]
+           "DTUMVS", "plane_spacing", "check_mvs_sizes", "scan_name", "depth_visual", "view_tensors"]
 
 import math
 import os
@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..geometry import projection_matrix
 from .io import read_cam_file, read_image, read_pair_file, read_pfm, write_cam_file, write_pair_file, write_pfm
 
 # MVSNet's published DTU split (lists/dtu/train.txt, val.txt, test.txt of MVSNet / MVSNet_pytorch).
@@ -96,7 +97,7 @@ def _ranked_pairs(scores, top_k=10):
     return pairs
 
 
-def _depth_visual(depth):
+def depth_visual(depth):
     """8-bit visualisation of a depth map: 0 where invalid, 20..255 (near..far) where valid."""
     valid = depth > 0
     if not valid.any():
@@ -104,6 +105,26 @@ def _depth_visual(depth):
     low, high = depth[valid].min(), depth[valid].max()
     scaled = (depth - low) / max(high - low, 1e-12)
     return np.where(valid, np.round(20 + 235 * scaled), 0).astype(np.uint8)
+
+
+def view_tensors(images, intrinsics, extrinsics, ref_cam: dict, n_depths: int, interval_scale=None) -> dict:
+    """A multi-view sample's float32 tensors, reference view first.
+
+    images: V (H, W, 3) uint8 arrays; intrinsics: V (3, 3) at the depth maps' resolution; extrinsics:
+    V (4, 4) world->camera; ref_cam: the reference's camera file (``read_cam_file``). Returns ``imgs``
+    (V, 3, H, W) in [0, 1], ``proj_matrices`` (V, 4, 4) = [[K @ [R|t]], [0, 0, 0, 1]], ``intrinsics``,
+    ``extrinsics``, ``depth_values`` (D,) from the reference's depth_min, ``depth_interval`` (see
+    ``plane_spacing``), in the camera files' unit (mm for DTU).
+    """
+    intrinsics, extrinsics = np.stack(intrinsics), np.stack(extrinsics)
+    depth_interval = plane_spacing(ref_cam, n_depths, interval_scale)
+    depth_values = ref_cam["depth_min"] + depth_interval * np.arange(n_depths)
+    return {"imgs": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0,
+            "proj_matrices": torch.from_numpy(projection_matrix(intrinsics, extrinsics)).float(),
+            "intrinsics": torch.from_numpy(intrinsics).float(),
+            "extrinsics": torch.from_numpy(extrinsics).float(),
+            "depth_values": torch.from_numpy(depth_values).float(),
+            "depth_interval": torch.tensor(depth_interval, dtype=torch.float32)}
 
 
 def _default_splits(scans):
@@ -160,7 +181,7 @@ def _write_scan(job):
         for light in range(n_lights):
             Image.fromarray(scan["images"][view, light]).save(image_dir / f"rect_{view + 1:03d}_{light}_r5000.png")
         write_pfm(depth_dir / f"depth_map_{view:04d}.pfm", depths[view].astype(np.float32))
-        Image.fromarray(_depth_visual(depths[view])).save(depth_dir / f"depth_visual_{view:04d}.png")
+        Image.fromarray(depth_visual(depths[view])).save(depth_dir / f"depth_visual_{view:04d}.png")
     return {"K": scan["K"], "K_depth": scan["K_depth"], "extrinsics": scan["extrinsics"],
             "scores": view_selection_scores(scan["depths"], scan["K_depth"], scan["extrinsics"]),  # metres
             "near": scan["depth_range"][0] * units_per_metre, "far": scan["depth_range"][1] * units_per_metre}
@@ -347,17 +368,7 @@ class DTUMVS(Dataset):
             extrinsics.append(cam["extrinsic"])
         ref_path = self.root / "Rectified" / f"{scan}_train" / f"rect_{ref_view + 1:03d}_{light}_r5000.png"
         depth, mask = self._reference_depth(scan, ref_view, ref_path, images[0].shape[:2])
-        intrinsics, extrinsics = np.stack(intrinsics), np.stack(extrinsics)
-        proj = extrinsics.copy()
-        proj[:, :3, :4] = intrinsics @ extrinsics[:, :3, :4]  # K @ [R | t]
-        ref_cam = self.camera(ref_view)
-        depth_interval = plane_spacing(ref_cam, self.n_depths, self.interval_scale)
-        depth_values = ref_cam["depth_min"] + depth_interval * np.arange(self.n_depths)
-        return {"imgs": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0,
-                "proj_matrices": torch.from_numpy(proj).float(),
-                "intrinsics": torch.from_numpy(intrinsics).float(),
-                "extrinsics": torch.from_numpy(extrinsics).float(),
-                "depth": depth, "mask": mask,
-                "depth_values": torch.from_numpy(depth_values).float(),
-                "depth_interval": torch.tensor(depth_interval, dtype=torch.float32),
-                "scan": scan, "view_ids": torch.tensor(view_ids), "light": light}
+        views = view_tensors(images, intrinsics, extrinsics, self.camera(ref_view), self.n_depths,
+                             self.interval_scale)
+        return {**views, "depth": depth, "mask": mask, "scan": scan, "view_ids": torch.tensor(view_ids),
+                "light": light}

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .dtu import DTUMVS
+from .dtu import DTUMVS, depth_visual
 from .io import read_pair_file, read_pfm, write_pfm
 
 RAW_SCALES = {1: "full", 2: "half", 4: "quarter"}  # image size / map size -> item key suffix
@@ -67,15 +67,6 @@ def sample_raw_map(raw: np.ndarray, image_shape, scale: int) -> np.ndarray:
     rows = 2 * scale * np.arange(height // scale) + scale - 1 + 2 * my
     cols = 2 * scale * np.arange(width // scale) + scale - 1 + 2 * mx
     return raw[np.ix_(rows, cols)]
-
-
-def _visual(depth):
-    """8-bit picture of a depth map: 0 where invalid, 20..255 (near..far) where valid (> 10 = valid)."""
-    valid = depth > 0
-    if not valid.any():
-        return np.zeros(depth.shape, np.uint8)
-    low, high = depth[valid].min(), depth[valid].max()
-    return np.where(valid, np.round(20 + 235 * (depth - low) / max(high - low, 1e-12)), 0).astype(np.uint8)
 
 
 def write_raw_depths(root, seed: int = 0, scans=None, units_per_metre: float = 1000.0, workers: int = 1):
@@ -127,7 +118,7 @@ def _write_raw_scan(job):
             depth = (trace(scene, raw_camera).depth * units_per_metre).astype(np.float32)
             _check_against_quarter(root, scan, view, depth, (height, width), seed)
             write_pfm(tmp / f"depth_map_{view:04d}.pfm", depth)
-            Image.fromarray(_visual(depth)).save(tmp / f"depth_visual_{view:04d}.png")
+            Image.fromarray(depth_visual(depth)).save(tmp / f"depth_visual_{view:04d}.png")
         os.replace(tmp, out)
     except OSError:
         if not out.is_dir():  # not another process finishing first

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .dtu import DTUMVS, check_mvs_sizes, plane_spacing, scan_name
+from .dtu import DTUMVS, check_mvs_sizes, scan_name, view_tensors
 from .io import read_cam_file, read_image, read_pair_file, read_pfm, write_cam_file, write_pair_file
 
 
@@ -109,15 +109,5 @@ class MVSScan(Dataset):
             # K at the file's image size -> the (resized) image -> the depth map (a quarter)
             intrinsics.append(scale_intrinsics(cam["intrinsic"], width / original[0] / 4, height / original[1] / 4))
             extrinsics.append(cam["extrinsic"])
-        intrinsics, extrinsics = np.stack(intrinsics), np.stack(extrinsics)
-        proj = extrinsics.copy()
-        proj[:, :3, :4] = intrinsics @ extrinsics[:, :3, :4]
-        depth_interval = plane_spacing(cams[0], self.n_depths, self.interval_scale)
-        depth_values = cams[0]["depth_min"] + depth_interval * np.arange(self.n_depths)
-        return {"imgs": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0,
-                "proj_matrices": torch.from_numpy(proj).float(),
-                "intrinsics": torch.from_numpy(intrinsics).float(),
-                "extrinsics": torch.from_numpy(extrinsics).float(),
-                "depth_values": torch.from_numpy(depth_values).float(),
-                "depth_interval": torch.tensor(depth_interval, dtype=torch.float32),
-                "view_ids": torch.tensor(view_ids)}
+        views = view_tensors(images, intrinsics, extrinsics, cams[0], self.n_depths, self.interval_scale)
+        return {**views, "view_ids": torch.tensor(view_ids)}
