@@ -5,7 +5,7 @@ baseline ``depthlib.metrics.evaluate_mvsnet(baseline=True)`` compares MVSNet wit
 """
 from __future__ import annotations
 
-__all__ = ["depth_regression", "plane_sweep_depth"]
+__all__ = ["depth_regression", "check_mvs_inputs", "plane_sweep_depth"]
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,32 @@ def depth_regression(prob_volume: torch.Tensor, depth_values: torch.Tensor) -> t
     if depth_values.dim() == 2:
         depth_values = depth_values[:, :, None, None]
     return (prob_volume * depth_values).sum(dim=1, keepdim=True)
+
+
+def check_mvs_inputs(owner: str, imgs, proj, depth_values, min_planes: int = 1) -> tuple:
+    """(B, V, H, W, D) of a multi-view network's inputs; a ValueError naming ``owner`` and the
+    mismatched shape unless imgs is a float (B, V, 3, H, W) with V >= 2, proj (B, V, 4, 4) and
+    depth_values (B, D) with D >= ``min_planes``, increasing along D. The order is checked when
+    depth_values is on the CPU (on a GPU, reading it back would make the host wait for the device)."""
+    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
+        raise ValueError(f"{owner}: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
+    if not imgs.is_floating_point():
+        raise ValueError(f"{owner}: imgs are {imgs.dtype}, expected a floating-point tensor (for uint8 images: "
+                         "imgs.float() / 255)")
+    batch, views, _, height, width = imgs.shape
+    if tuple(proj.shape) != (batch, views, 4, 4):
+        raise ValueError(f"{owner}: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
+                         f"expected ({batch}, {views}, 4, 4), one projection per view")
+    if depth_values.dim() != 2 or depth_values.shape[0] != batch or depth_values.shape[1] < min_planes:
+        raise ValueError(f"{owner}: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)"
+                         + (f" with D >= {min_planes}" if min_planes > 1 else ""))
+    if depth_values.device.type == "cpu" and depth_values.shape[1] > 1:
+        steps = depth_values[:, 1:] - depth_values[:, :-1]
+        if not bool((steps > 0).all()):  # also NaN; equal or decreasing planes give NaN or reversed bands
+            sample = int((~(steps > 0)).any(1).nonzero()[0])
+            raise ValueError(f"{owner}: depth_values of sample {sample} are not increasing "
+                             f"({depth_values[sample, :4].tolist()}...); expected planes from near to far")
+    return batch, views, height, width, depth_values.shape[1]
 
 
 # ----------------------------------------------------------------------------- classical baseline
@@ -46,12 +72,7 @@ def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torc
     if window < 1 or window % 2 == 0 or pool < 1:
         raise ValueError(f"plane_sweep_depth: window={window}, pool={pool}; expected an odd window >= 1 "
                          "and pool >= 1")
-    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
-        raise ValueError(f"plane_sweep_depth: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2")
-    batch, views, _, height, width = imgs.shape
-    if tuple(proj.shape) != (batch, views, 4, 4) or depth_values.dim() != 2 or depth_values.shape[0] != batch:
-        raise ValueError(f"plane_sweep_depth: proj {tuple(proj.shape)}, depth_values {tuple(depth_values.shape)}; "
-                         f"expected ({batch}, {views}, 4, 4) and ({batch}, D)")
+    batch, views, height, width, _ = check_mvs_inputs("plane_sweep_depth", imgs, proj, depth_values)
     grey = imgs.mean(dim=2, keepdim=True)  # (B, V, 1, H, W)
     ref = grey[:, 0]
     depths = depth_values.shape[1]

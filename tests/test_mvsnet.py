@@ -535,7 +535,8 @@ def test_plane_sweep_pool_gives_depth_at_a_quarter_resolution():
 
 
 def test_plane_sweep_rejects_bad_arguments():
-    imgs, proj, depth_values = torch.zeros(1, 2, 3, 8, 8), torch.eye(4).repeat(1, 2, 1, 1), torch.ones(1, 4)
+    imgs, proj = torch.zeros(1, 2, 3, 8, 8), torch.eye(4).repeat(1, 2, 1, 1)
+    depth_values = torch.arange(1.0, 5.0)[None]
     with pytest.raises(ValueError, match="cost 'ssd', expected 'zncc' or 'sad'"):
         plane_sweep_depth(imgs, proj, depth_values, cost="ssd")
     for window in (4, 0):
@@ -547,6 +548,8 @@ def test_plane_sweep_rejects_bad_arguments():
         plane_sweep_depth(imgs[:, :1], proj[:, :1], depth_values)
     with pytest.raises(ValueError, match=re.escape("proj (1, 3, 4, 4)")):
         plane_sweep_depth(imgs, torch.eye(4).repeat(1, 3, 1, 1), depth_values)
+    with pytest.raises(ValueError, match="plane_sweep_depth: depth_values of sample 0 are not increasing"):
+        plane_sweep_depth(imgs, proj, depth_values.flip(1))
 
 
 # ---------------------------------------------------------------- evaluation

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from depthlib.checkpoint_io import load_model
 from depthlib.geometry import homography_warp
-from depthlib.planesweep import depth_regression, plane_sweep_depth  # re-exported: chapter 07's baseline
+from depthlib.planesweep import (check_mvs_inputs, depth_regression,  # re-exported: chapter 07's baseline
+                                plane_sweep_depth)
 
 __all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "check_mvs_inputs", "variance_cost_volume",
            "depth_regression", "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet"]
@@ -169,32 +170,6 @@ def photometric_confidence(prob_volume: torch.Tensor) -> torch.Tensor:
     index = depth_regression(prob_volume, planes.unsqueeze(0).expand(prob_volume.shape[0], -1))
     index = index.long().clamp(0, depths - 1)
     return torch.gather(sum4, 1, index)
-
-
-def check_mvs_inputs(owner: str, imgs, proj, depth_values, min_planes: int = 1) -> tuple:
-    """(B, V, H, W, D) of a multi-view network's inputs; a ValueError naming ``owner`` and the
-    mismatched shape unless imgs is a float (B, V, 3, H, W) with V >= 2, proj (B, V, 4, 4) and
-    depth_values (B, D) with D >= ``min_planes``, increasing along D. The order is checked when
-    depth_values is on the CPU (on a GPU, reading it back would make the host wait for the device)."""
-    if imgs.dim() != 5 or imgs.shape[2] != 3 or imgs.shape[1] < 2:
-        raise ValueError(f"{owner}: imgs {tuple(imgs.shape)}, expected (B, V, 3, H, W) with V >= 2 views")
-    if not imgs.is_floating_point():
-        raise ValueError(f"{owner}: imgs are {imgs.dtype}, expected a floating-point tensor (for uint8 images: "
-                         "imgs.float() / 255)")
-    batch, views, _, height, width = imgs.shape
-    if tuple(proj.shape) != (batch, views, 4, 4):
-        raise ValueError(f"{owner}: proj {tuple(proj.shape)} does not match imgs {tuple(imgs.shape)}; "
-                         f"expected ({batch}, {views}, 4, 4), one projection per view")
-    if depth_values.dim() != 2 or depth_values.shape[0] != batch or depth_values.shape[1] < min_planes:
-        raise ValueError(f"{owner}: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)"
-                         + (f" with D >= {min_planes}" if min_planes > 1 else ""))
-    if depth_values.device.type == "cpu" and depth_values.shape[1] > 1:
-        steps = depth_values[:, 1:] - depth_values[:, :-1]
-        if not bool((steps > 0).all()):  # also NaN; equal or decreasing planes give NaN or reversed bands
-            sample = int((~(steps > 0)).any(1).nonzero()[0])
-            raise ValueError(f"{owner}: depth_values of sample {sample} are not increasing "
-                             f"({depth_values[sample, :4].tolist()}...); expected planes from near to far")
-    return batch, views, height, width, depth_values.shape[1]
 
 
 class MVSNet(nn.Module):
