@@ -10,6 +10,7 @@ import pytest
 from depthlib import chapters
 from depthlib.chapters import RECORD_ENV, record, recorded
 from depthlib.profiles import PROFILES
+from processes import running
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,15 +224,6 @@ def test_the_summary_written_during_a_run_names_the_chapters_not_finished(tmp_pa
     assert "| en/02_last | not finished |" in table
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, counts as ended)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 def test_killing_the_runner_ends_its_jobs_workers_and_their_kernels(tmp_path):
     """``--jobs`` workers run their chapters on their own: killed alone (SIGKILL, which no handler
@@ -260,16 +252,16 @@ def test_killing_the_runner_ends_its_jobs_workers_and_their_kernels(tmp_path):
             assert time.time() - start < 90 and runner.poll() is None, "the chapters never started"
             time.sleep(0.2)
         pids = [int(pid) for mark in marks.iterdir() for pid in mark.read_text().split()]  # kernels, workers
-        assert all(map(_alive, pids))
+        assert all(map(running, pids))
         runner.kill()
         runner.wait()
         start = time.time()
-        while any(map(_alive, pids)) and time.time() - start < 30:
+        while any(map(running, pids)) and time.time() - start < 30:
             time.sleep(0.2)
-        assert not any(map(_alive, pids)), f"still running after the runner was killed: {pids}"
+        assert not any(map(running, pids)), f"still running after the runner was killed: {pids}"
     finally:
         for pid in pids:
-            if _alive(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
         if runner.poll() is None:
             runner.kill()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from depthlib import gpucheck
+from processes import ended_within
 
 
 def test_a_step_reports_its_status_time_and_last_line(tmp_path):
@@ -46,17 +47,6 @@ def _step_with_a_child(pid_file):
             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
 
 
-def _gone(pid, seconds=5.0):
-    """Whether process ``pid`` has ended within ``seconds`` (killed at once; the kernel reaps it soon)."""
-    for _ in range(int(seconds / 0.1)):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
     # the benchmark runs each setting in a process of its own: on a time-out none may live on
     pid_file = tmp_path / "grandchild.pid"
@@ -64,7 +54,7 @@ def test_a_step_that_times_out_takes_its_child_processes_with_it(tmp_path):
                              timeout=3)
     assert slow["status"] == "timed out after 3 s" and slow["seconds"] < 30
     grandchild = int(pid_file.read_text())
-    if not _gone(grandchild):
+    if not ended_within(grandchild):
         pytest.fail(f"the step's child {grandchild} outlived its time-out")
 
 
@@ -95,7 +85,7 @@ def test_stopping_the_check_stops_its_running_step_too(tmp_path, stop):
         parent.wait()
     assert printed.strip() == {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "stopped (Ctrl-C)"}[stop]
     grandchild = int(pid_file.read_text())
-    if not _gone(grandchild):
+    if not ended_within(grandchild):
         os.kill(grandchild, signal.SIGKILL)
         pytest.fail(f"the step's child {grandchild} outlived the check's {stop}")
 
