@@ -1,6 +1,7 @@
-"""Explanatory diagrams drawn from numbers: a dense block (chapter 02), the cameras, plane and rays
-of a plane-induced homography (chapter 07) and the MVSNet pipeline with its tensor shapes
-(chapter 08). ``depthlib.viz`` re-exports them.
+"""Explanatory diagrams drawn from numbers: a dense block (chapter 02), ``align_corners`` and
+DenseDepth's U shape (chapter 03), the cameras, plane and rays of a plane-induced homography
+(chapter 07) and the MVSNet pipeline with its tensor shapes (chapter 08). ``depthlib.viz``
+re-exports those of chapters 02, 07 and 08.
 
 Every figure is computed, not drawn by hand: channel counts come from the arguments, the rays of
 the homography sketch are intersected and projected with the same pinhole model as
@@ -9,7 +10,8 @@ English / math only (the book renders figures without CJK fonts).
 """
 from __future__ import annotations
 
-__all__ = ["draw_dense_block", "draw_plane_homography", "draw_mvsnet_pipeline"]
+__all__ = ["draw_dense_block", "draw_align_corners", "draw_densedepth", "draw_plane_homography",
+           "draw_mvsnet_pipeline"]
 
 import numpy as np
 
@@ -25,19 +27,22 @@ def _axes(ax, figsize):
     return ax
 
 
-def _box(ax, x, y, text, color, width=None, fontsize=9):
-    """A rounded, labelled box centred on (x, y) in data coordinates."""
-    style = dict(boxstyle="round,pad=0.35", facecolor=color, edgecolor="0.35")
-    return ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, bbox=style,
+def _box(ax, x, y, text, color, width=None, fontsize=9, style="-"):
+    """A rounded, labelled box centred on (x, y) in data coordinates (``style``: its outline)."""
+    frame = dict(boxstyle="round,pad=0.35", facecolor=color, edgecolor="0.35", linestyle=style)
+    return ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, bbox=frame,
                    wrap=width is not None)
 
 
-def _arrow(ax, start, end, label="", color="0.3", style="-", offset=(0.0, 0.12), shrink=4):
+def _arrow(ax, start, end, label="", color="0.3", style="-", offset=(0.0, 0.12), shrink=4,
+           ha="center"):
+    """An arrow from ``start`` to ``end`` (``shrink``: points left free at both ends), labelled at
+    its middle plus ``offset``."""
     ax.annotate("", end, start, arrowprops=dict(arrowstyle="-|>", color=color, linestyle=style,
                                                 shrinkA=shrink, shrinkB=shrink))
     if label:
         middle = (np.asarray(start) + np.asarray(end)) / 2 + np.asarray(offset)
-        ax.text(*middle, label, ha="center", va="bottom", fontsize=8, color=color)
+        ax.text(*middle, label, ha=ha, va="bottom", fontsize=8, color=color)
 
 
 def draw_dense_block(n_layers: int = 4, c_in: int = 64, growth: int = 32, bn_size: int = 4,
@@ -84,6 +89,96 @@ def draw_dense_block(n_layers: int = 4, c_in: int = 64, growth: int = 32, bn_siz
             rf"BN, ReLU, conv 3x3 to k = {growth} ch; the block concatenates, never overwrites",
             fontsize=9, ha="left", va="bottom")
     ax.set(xlim=(-0.8, 2.2 * n_layers + 0.8), ylim=(-0.9, 3.6))
+    return ax
+
+
+def draw_align_corners(n_in: int = 4, n_out: int = 8):
+    """Where interpolation puts an input row of ``n_in`` pixels on an output row of ``n_out``:
+    input pixel i's centre lies at output coordinate i (n_out - 1) / (n_in - 1) with
+    ``align_corners=True`` (corner centres pinned), at (i + 1/2) n_out / n_in - 1/2 with ``False``
+    (outer edges pinned); coordinates in output pixels, integers at pixel centres.
+
+    Args:
+        n_in, n_out: input and output widths, pixels (both >= 2).
+    Returns:
+        the Figure (9 x 3.2 inches): one Axes per setting, titled "align_corners=True" / "False",
+        output centres as grey dots on y = 0, input centres as blue squares on y = 1.
+    """
+    if n_in < 2 or n_out < 2:
+        raise ValueError(f"n_in = {n_in}, n_out = {n_out}: expected both >= 2")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(9, 3.2), sharex=True, layout="constrained")
+    for ax, align in zip(axes, (True, False)):
+        size = (n_out - 1) / (n_in - 1) if align else n_out / n_in  # one input pixel
+        centres = np.arange(n_in) * size if align else (np.arange(n_in) + 0.5) * size - 0.5
+        for u in range(n_out):
+            ax.add_patch(plt.Rectangle((u - 0.5, -0.4), 1, 0.8, fill=False, ec="0.5"))
+        for centre in centres:
+            ax.add_patch(plt.Rectangle((centre - size / 2, 0.6), size, 0.8, fill=False,
+                                       ec="tab:blue"))
+        ax.plot(range(n_out), [0] * n_out, "o", color="0.4", label="output pixel centres")
+        ax.plot(centres, [1] * n_in, "s", color="tab:blue", label="input pixel centres")
+        ax.axvspan(-0.5, n_out - 0.5, color="0.9", zorder=-1)
+        ax.set_title(f"align_corners={align}", fontsize=10, loc="left")
+        ax.set_ylim(-0.6, 1.6)
+        ax.set_yticks([])
+    axes[1].set_xlabel("position in output pixels (grey band: the image)")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
+_ENCODER_MAPS = ("relu0", "pool0", "transition1", "transition2", "bottleneck")  # strides 2 .. 32
+_ENCODER_STEPS = ("conv 7x7 /2", "max pool /2", "block 1, transition /2", "block 2, transition /2",
+                  "blocks 3-4, transition /2")
+
+
+def draw_densedepth(channels, widths, ax=None):
+    """The U of DenseDepth, one row per scale: the encoder's maps (blue) down the left at strides 2
+    to 32, the decoder (orange) back up to stride 2 on the right, the dashed skips across, and the
+    output (green) at half the input resolution, upsampled by ``predict_depth``.
+
+    Args:
+        channels: the encoder's channels per map, keys "relu0", "pool0", "transition1",
+            "transition2", "bottleneck" (strides 2, 4, 8, 16, 32), e.g. ``model.encoder.channels``.
+        widths: the decoder's 5 widths: conv2's output channels, then up1's .. up4's.
+        ax: Axes to draw on (a new 10 x 5.4 inch figure when None).
+    Returns:
+        the Axes.
+    """
+    missing = [name for name in _ENCODER_MAPS if name not in channels]
+    if missing or len(widths) != 5:
+        raise ValueError(f"channels lacks {missing} or widths {list(widths)} is not 5 long: expected "
+                         f"channels of {list(_ENCODER_MAPS)} and 5 decoder widths")
+    ax = _axes(ax, (10, 5.4))
+
+    def box(x, stride, text, color, style="-"):
+        _box(ax, x, -np.log2(stride), text, color, style=style)
+
+    def arrow(x0, stride0, x1, stride1, label="", style="-"):
+        down = x0 == x1                                       # a step within a column
+        _arrow(ax, (x0, -np.log2(stride0)), (x1, -np.log2(stride1)), label, style=style,
+               offset=(0.1, 0.07), shrink=18 if down else 40, ha="left" if down else "center")
+
+    ax.text(0, 0.7, "encoder", ha="center", fontsize=11, weight="bold")
+    ax.text(4, 0.7, "decoder", ha="center", fontsize=11, weight="bold")
+    box(0, 1, "image\n3 ch, H", "white")
+    for i, name in enumerate(_ENCODER_MAPS):
+        stride = 2 ** (i + 1)
+        box(0, stride, f"{name}\n{channels[name]} ch, H/{stride}", _BLUE)
+        arrow(0, stride // 2, 0, stride, _ENCODER_STEPS[i])
+    box(4, 32, f"conv2 1x1\n{widths[0]} ch, H/32", _ORANGE)
+    arrow(0, 32, 4, 32)
+    for i, name in enumerate(_ENCODER_MAPS[3::-1]):           # transition2 .. relu0
+        stride = 16 >> i
+        box(4, stride, f"up{i + 1}\n{widths[i + 1]} ch, H/{stride}", _ORANGE)
+        arrow(4, 2 * stride, 4, stride, "bilinear x2")
+        arrow(0, stride, 4, stride, f"skip: {channels[name]} ch", style="--")
+    box(6.8, 2, "conv3 3x3\n1 ch, H/2", _GREEN)
+    arrow(4, 2, 6.8, 2)
+    box(6.8, 1, "predict_depth\nmetres, H", _GREEN, style="--")
+    arrow(6.8, 2, 6.8, 1, "bilinear x2")
+    ax.set(xlim=(-1.2, 7.8), ylim=(-5.5, 1.0))
     return ax
 
 

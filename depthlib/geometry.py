@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 __all__ = ["full_precision", "pixel_grid", "backproject", "project", "camera_to_world", "world_to_camera",
-           "projection_matrix", "check_shape", "scale_intrinsics", "scale_projection", "depth_to_points", "bilinear_sample",
-           "homography_warp", "plane_sweep_volume"]
+           "projection_matrix", "check_shape", "scale_intrinsics", "scale_projection", "depth_to_points",
+           "project_into_views", "bilinear_sample", "homography_warp", "plane_sweep_volume"]
 
 import functools
 
@@ -220,6 +220,37 @@ def depth_to_points(depth: torch.Tensor, K: torch.Tensor, extrinsic=None, mask=N
         check_shape(tuple(mask.shape) == tuple(depth.shape), "mask", mask, f"{tuple(depth.shape)} like depth")
         points = torch.where(mask.bool(), points, torch.full_like(points, float("nan")))
     return points
+
+
+def project_into_views(points: torch.Tensor, depths: torch.Tensor, K: torch.Tensor,
+                       extrinsics: torch.Tensor):
+    """Project world points into every view and read each view's depth map at the nearest pixel.
+
+    Where view i sees a point, its depth map holds the point's own depth z there; a nearer surface
+    (occlusion) holds less. Nearest pixel = ``torch.round`` of (u, v), halves to even.
+
+    Args:
+        points: (3, N) world points, metres. depths: (V, H, W) z-depth maps, metres, 0 = none.
+        K: (3, 3) shared or (V, 3, 3) intrinsics at the depth maps' size. extrinsics: (V, 4, 4).
+    Returns:
+        (uv, z, measured): uv (V, 2, N) pixels [u, v] (NaN behind a camera), z (V, N) each
+        point's depth in each camera, measured (V, N) the depth map there (0 off the image or
+        behind the camera).
+    """
+    check_shape(points.dim() == 2 and points.shape[0] == 3, "points", points, "(3, N)")
+    check_shape(depths.dim() == 3, "depths", depths, "(V, H, W)")
+    views, height, width = depths.shape
+    check_shape(tuple(extrinsics.shape) == (views, 4, 4), "extrinsics", extrinsics, f"({views}, 4, 4)")
+    check_shape(tuple(K.shape) in ((3, 3), (views, 3, 3)), "K", K, f"(3, 3) or ({views}, 3, 3)")
+    uv, z = zip(*(project(world_to_camera(points[None], extrinsics[view][None]),
+                          (K if K.dim() == 2 else K[view])[None]) for view in range(views)))
+    uv, z = torch.cat(uv), torch.cat(z)[:, 0]                             # (V, 2, N), (V, N)
+    pixel = torch.nan_to_num(uv.round(), nan=-1.0)                        # behind: outside
+    col, row = pixel[:, 0], pixel[:, 1]
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    index = (row.clamp(0, height - 1) * width + col.clamp(0, width - 1)).long()
+    measured = torch.gather(depths.reshape(views, -1), 1, index)
+    return uv, z, torch.where(inside, measured, torch.zeros_like(measured))
 
 
 def bilinear_sample(values: torch.Tensor, uv: torch.Tensor):

@@ -1,9 +1,10 @@
-"""Point clouds drawn: a static 3D scatter (matplotlib) and an interactive view (plotly) that falls
-back to the static image where plotly.js cannot load (chapters 00, 10, 12); ``depthlib.viz``
-re-exports them."""
+"""Point clouds drawn: a static 3D scatter (matplotlib), a fusion result (kept pixels and cloud,
+chapter 10) and an interactive view (plotly) that falls back to the static image where plotly.js
+cannot load (chapters 00, 10, 12); ``depthlib.viz`` re-exports all but the fusion result."""
 from __future__ import annotations
 
-__all__ = ["plot_point_cloud", "point_cloud_figure", "PointCloudView", "show_point_clouds", "PLOT3D_CLASS"]
+__all__ = ["plot_point_cloud", "draw_fused_cloud", "point_cloud_figure", "PointCloudView", "show_point_clouds",
+           "PLOT3D_CLASS"]
 
 import base64
 import html
@@ -63,6 +64,44 @@ def plot_point_cloud(points, colors=None, ax=None, max_points: int = 20000, seed
     ax.set_ylabel(f"y ({unit})")
     ax.set_zlabel(f"z ({unit})")
     return ax
+
+
+def draw_fused_cloud(ax_mask, ax_cloud, image, mask, points, colors=None, metrics=None,
+                     unit: str = "mm", max_points: int = 4000):
+    """One fusion result on two Axes: the reference image, dimmed where fusion dropped the pixel,
+    titled with the point count (and accuracy / completeness), and the fused cloud in 3D.
+
+    Args:
+        ax_mask: a 2D Axes; ax_cloud: a 3D Axes. image: (3, H, W) float in [0, 1].
+        mask: (h, w) bool, kept pixels at depth-map size; H and W must be multiples of h and w.
+        points: (N, 3) fused cloud in ``unit``; colors: (N, 3) as ``plot_point_cloud`` takes them.
+        metrics: None or a dict with "accuracy" and "completeness" (``unit``), shown in the title.
+    Returns:
+        None; with no point, ``ax_mask`` is titled "no point kept" and ``ax_cloud`` left empty.
+    """
+    import torch
+
+    image, mask = torch.as_tensor(image).detach().cpu(), torch.as_tensor(mask).cpu()
+    if image.dim() != 3 or image.shape[0] != 3 or mask.dim() != 2 or any(
+            small == 0 or size % small for size, small in zip(image.shape[1:], mask.shape)):
+        raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)}: expected "
+                         "(3, H, W) and (h, w) with H, W multiples of h, w")
+    rows, cols = (size // small for size, small in zip(image.shape[1:], mask.shape))
+    kept = mask.repeat_interleave(rows, 0).repeat_interleave(cols, 1)[..., None]  # (H, W, 1)
+    ax_mask.imshow((image.permute(1, 2, 0) * (0.25 + 0.75 * kept)).numpy())
+    ax_mask.set_axis_off()
+    if len(points) == 0:
+        ax_mask.set_title("no point kept", fontsize=9)
+        return
+    title = f"{len(points):,} points"
+    if metrics is not None:
+        title += (f": acc. {metrics['accuracy']:.2f}, "
+                  f"comp. {metrics['completeness']:.2f} {unit}")
+    ax_mask.set_title(title, fontsize=9)
+    plot_point_cloud(points, colors, ax=ax_cloud, max_points=max_points, s=2, elev=35, azim=-70,
+                     unit=unit)
+    ax_cloud.set_box_aspect((1, 1, 1), zoom=1.3)  # no axes drawn: use the room
+    ax_cloud.set_axis_off()
 
 
 # ----------------------------------------------------------------------------- interactive 3D (plotly)
