@@ -1,6 +1,5 @@
-"""Tests for the figures and helpers that chapters 00, 03 and 10 draw with: depthlib.diagrams'
-align_corners and DenseDepth diagrams, depthlib.pointclouds' fusion result, and
-depthlib.geometry.project_into_views (checked against a NumPy float64 loop written here)."""
+"""Tests for the figures chapters 03 and 10 draw with: depthlib.diagrams' align_corners and
+DenseDepth diagrams, and depthlib.pointclouds' fusion result."""
 import warnings
 
 import matplotlib
@@ -11,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from depthlib.diagrams import draw_align_corners, draw_densedepth
-from depthlib.geometry import depth_to_points, project_into_views
 from depthlib.pointclouds import draw_fused_cloud
 
 
@@ -23,94 +21,6 @@ def _draw_quietly(fig):
 
 
 # ----------------------------------------------------------------------- project_into_views (ch. 00)
-
-def _look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)):
-    forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    extrinsic = np.eye(4)
-    extrinsic[:3, :3] = np.stack([right, np.cross(forward, right), forward])
-    extrinsic[:3, 3] = -extrinsic[:3, :3] @ np.asarray(eye, float)
-    return extrinsic
-
-
-def _rig(views=3, height=12, width=16, seed=0):
-    rng = np.random.default_rng(seed)
-    extrinsics = np.stack([_look_at((2.0 * np.cos(a), 2.0 * np.sin(a), 0.8))
-                           for a in np.linspace(0.0, 1.2, views)])
-    K = np.stack([[[14.0 + k, 0.0, (width - 1) / 2], [0.0, 14.0 + k, (height - 1) / 2],
-                   [0.0, 0.0, 1.0]] for k in range(views)])
-    depths = rng.uniform(1.0, 3.0, size=(views, height, width))
-    depths[rng.random(depths.shape) < 0.2] = 0.0            # holes: no surface
-    return depths, K, extrinsics
-
-
-def _bruteforce(points, depths, K, extrinsics):
-    """Point by point, view by view: project, round to the nearest pixel, read the depth map."""
-    views, height, width = depths.shape
-    uv = np.full((views, 2, points.shape[1]), np.nan)
-    z = np.zeros((views, points.shape[1]))
-    measured = np.zeros_like(z)
-    for view in range(views):
-        for n, point in enumerate(points.T):
-            camera = extrinsics[view, :3, :3] @ point + extrinsics[view, :3, 3]
-            z[view, n] = camera[2]
-            if camera[2] <= 1e-6:
-                continue                                     # behind the camera: no pixel
-            u, v = (K[view] @ camera)[:2] / camera[2]
-            uv[view, :, n] = u, v
-            col, row = round(u), round(v)                    # Python rounds halves to even too
-            if 0 <= row < height and 0 <= col < width:
-                measured[view, n] = depths[view, row, col]
-    return uv, z, measured
-
-
-def test_project_into_views_matches_bruteforce_projection_and_lookup():
-    depths, K, extrinsics = _rig()
-    rng = np.random.default_rng(1)
-    points = rng.uniform(-0.8, 0.8, size=(3, 200))
-    points[:, 0] = (0.0, 0.0, 5.0)                           # above every camera's field of view
-    points[:, 1] = (4.0, 0.0, 0.8)                           # behind view 0 (at (2, 0, 0.8))
-    tensors = [torch.from_numpy(a) for a in (points, depths, K, extrinsics)]
-    uv, z, measured = project_into_views(*tensors)
-    want_uv, want_z, want_measured = _bruteforce(points, depths, K, extrinsics)
-    assert uv.shape == (3, 2, 200) and z.shape == measured.shape == (3, 200)
-    np.testing.assert_allclose(uv.numpy(), want_uv, rtol=1e-10, atol=1e-10)  # NaN where NaN
-    np.testing.assert_allclose(z.numpy(), want_z, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(measured.numpy(), want_measured)
-    assert measured[:, 0].eq(0).all() and torch.isnan(uv[0, :, 1]).all() and measured[0, 1] == 0
-    inside = want_measured > 0
-    assert 0.2 < inside.mean() < 0.95                        # both cases exercised
-
-
-def test_project_into_views_reads_back_the_reference_depth_and_shares_one_K():
-    depths, K, extrinsics = (torch.from_numpy(a).float() for a in _rig(views=2))
-    cloud = depth_to_points(depths[:1, None], K[:1], extrinsics[:1])[0].reshape(3, -1)
-    has_depth = depths[0].reshape(-1) > 0
-    uv, z, measured = project_into_views(cloud[:, has_depth], depths, K[0], extrinsics)
-    # view 0 sees its own points where they came from, at the depth it measured
-    torch.testing.assert_close(measured[0], depths[0].reshape(-1)[has_depth])
-    torch.testing.assert_close(z[0], measured[0])
-    shared = project_into_views(cloud[:, has_depth], depths, K[:1].expand(2, 3, 3), extrinsics)
-    for mine, theirs in zip((uv, z, measured), shared):
-        torch.testing.assert_close(mine, theirs, equal_nan=True)
-
-
-def test_project_into_views_refuses_mismatched_shapes():
-    depths, K, extrinsics = (torch.from_numpy(a) for a in _rig())
-    points = torch.zeros(3, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match="points"):
-        project_into_views(points.T, depths, K, extrinsics)
-    with pytest.raises(ValueError, match="K"):
-        project_into_views(points, depths, K[:2], extrinsics)
-    with pytest.raises(ValueError, match="extrinsics"):
-        project_into_views(points, depths, K, extrinsics[:2])
-    with pytest.raises(ValueError, match="depths"):
-        project_into_views(points, depths[0], K, extrinsics)
-
-
-# ----------------------------------------------------------------------------- diagrams (ch. 03)
 
 def test_align_corners_figure_puts_input_centres_where_interpolate_samples_them():
     n_in, n_out = 5, 9
