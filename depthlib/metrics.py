@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = ["METRIC_NAMES", "depth_metrics", "less_k_interval", "mean_absolute_error", "EDGE_REGIONS",
-           "depth_edge_regions", "edge_band_metrics", "eigen_crop", "evaluate", "evaluate_mvsnet", "interval_sums", "PooledIntervalMetrics",
-           "metric_sums", "metrics_from_sums", "valid_depth"]
+           "depth_edge_regions", "edge_band_metrics", "edge_band_table", "eigen_crop", "evaluate", "evaluate_mvsnet",
+           "interval_sums", "PooledIntervalMetrics", "metric_sums", "metrics_from_sums", "valid_depth"]
 
 import math
 
@@ -205,6 +205,27 @@ def edge_band_metrics(pred: torch.Tensor, gt: torch.Tensor, mask, depth_interval
                         "less_three": less_k_interval(pred, gt, region, depth_interval, 3),
                         "mae": mean_absolute_error(pred, gt, region), "share": count / total}
     return result
+
+
+def edge_band_table(results: dict, unit: str = "mm") -> str:
+    """A text table of ``edge_band_metrics`` for several depth maps: rows region by region, a row per map.
+
+    results: {map name: edge_band_metrics(...)}, e.g. {"initial": ..., "refined": ...}, all of one
+    ground truth. Regions in the order all, band, elsewhere, each labelled with its share of the
+    valid pixels; columns less-one, less-three and the MAE in ``unit``.
+    """
+    regions = ("all", "band", "elsewhere")
+    if not results or any(set(regions) - set(result) for result in results.values()):
+        raise ValueError(f"edge_band_table: results {list(results)}, expected at least one "
+                         f"edge_band_metrics dict, each with the regions {regions}")
+    lines = [f"{'region (share)':18s}{'depth':9s}{'less-one':>10s}{'less-three':>12s}{f'MAE ({unit})':>10s}"]
+    for region in regions:
+        label = f"{region} ({next(iter(results.values()))[region]['share']:.0%})"
+        for name, result in results.items():
+            row = result[region]
+            lines.append(f"{label:18s}{name:9s}{row['less_one']:10.4f}{row['less_three']:12.4f}{row['mae']:10.2f}")
+            label = ""
+    return "\n".join(lines)
 
 
 def eigen_crop(height: int, width: int, device=None) -> torch.Tensor:

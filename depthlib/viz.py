@@ -1,9 +1,10 @@
-"""Depth colour maps, side-by-side depth panels, training-loss curves (all chapters); the point-cloud
+"""Depth colour maps, side-by-side depth panels, training-loss curves (all chapters), the refinement
+panels of chapter 09 and the hypothesis bands of chapter 12; the point-cloud
 views of ``depthlib.pointclouds`` and the diagrams of ``depthlib.diagrams``, re-exported."""
 from __future__ import annotations
 
 __all__ = ["to_numpy", "depth_range", "colorize_depth", "show_depth_panels", "show_images",
-           "plot_log", "plot_point_cloud", "point_cloud_figure", "PointCloudView", "show_point_clouds", "PLOT3D_CLASS",
+           "show_refinement_panels", "show_hypothesis_bands", "plot_log", "plot_point_cloud", "point_cloud_figure", "PointCloudView", "show_point_clouds", "PLOT3D_CLASS",
            "draw_dense_block", "draw_plane_homography", "draw_mvsnet_pipeline"]
 
 
@@ -179,6 +180,90 @@ def show_images(images, titles=None, ncols: int = 4, figsize=None):
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[index])
+    return fig
+
+
+def show_refinement_panels(images, gt, initial, refined, valid, depth_interval, samples, unit: str = "mm"):
+    """One row per sample: image | gt | initial | refined depth | |initial - gt| | |refined - gt| | change.
+
+    images: (N, 3, H, W) in [0, 1], the reference views; gt, initial, refined: (N, 1, h, w) depth in
+    ``unit``; valid: (N, 1, h, w) bool, other pixels drawn blank; depth_interval: (N,) plane spacing
+    in ``unit``; samples: the indices drawn, one row each. Depths share one scale, that of the valid
+    gt of all N samples; errors are in intervals (0 to 3); the change |refined - gt| - |initial - gt|
+    (-0.5 to 0.5 intervals) is blue where the refinement helped. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    samples = list(samples)
+    if gt.dim() != 4 or gt.shape[1] != 1 or not (initial.shape == refined.shape == valid.shape == gt.shape):
+        raise ValueError(f"gt {tuple(gt.shape)}, initial {tuple(initial.shape)}, refined {tuple(refined.shape)}, "
+                         f"valid {tuple(valid.shape)}: expected one shape (N, 1, h, w)")
+    if images.dim() != 4 or len(images) != len(gt) or not samples:
+        raise ValueError(f"images {tuple(images.shape)} for {len(gt)} depth maps, samples {samples}: expected "
+                         "(N, 3, H, W) and at least one sample")
+    interval = torch.as_tensor(depth_interval).reshape(-1, 1, 1, 1).expand(len(gt), 1, 1, 1)
+    fig, axes = plt.subplots(len(samples), 7, figsize=(15, 0.4 + 1.8 * len(samples)), layout="constrained",
+                             squeeze=False)
+    vmin, vmax = gt[valid].min().item(), gt[valid].max().item()
+    for row, index in zip(axes, samples):
+        hide = ~valid[index, 0]
+        row[0].imshow(to_numpy(images[index].permute(1, 2, 0)))
+        for ax, depth in zip(row[1:4], (gt, initial, refined)):
+            shown = ax.imshow(to_numpy(depth[index, 0].masked_fill(hide, float("nan"))), cmap="turbo", vmin=vmin,
+                              vmax=vmax)
+        for ax, depth in zip(row[4:6], (initial, refined)):
+            error = ((depth[index, 0] - gt[index, 0]).abs() / interval[index, 0]).masked_fill(hide, float("nan"))
+            errors_shown = ax.imshow(to_numpy(error), cmap="magma", vmin=0, vmax=3)
+        change = (refined[index, 0] - gt[index, 0]).abs() - (initial[index, 0] - gt[index, 0]).abs()
+        change = (change / interval[index, 0]).masked_fill(hide, float("nan"))
+        changes_shown = row[6].imshow(to_numpy(change), cmap="RdBu_r", vmin=-0.5, vmax=0.5)
+    titles = ("image", "ground truth", "initial", "refined", "|initial - gt|", "|refined - gt|", "change of |error|")
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.colorbar(shown, ax=axes[:, 1:4], label=f"depth ({unit})", shrink=0.8)
+    fig.colorbar(errors_shown, ax=axes[:, 4:6], label="error (intervals)", shrink=0.8)
+    fig.colorbar(changes_shown, ax=axes[:, 6], label="change (intervals)", shrink=0.8)
+    return fig
+
+
+def show_hypothesis_bands(bands, gt, depth, row: int, title: str = "", zoom_columns: int = 40,
+                          margin: float = 40.0, unit: str = "mm"):
+    """Each stage's hypotheses along one image row, with the ground truth and the final depth; then a zoom.
+
+    bands: per stage, (D_k, h_k, w_k) hypotheses (up-sampled to full size, nearest); gt, depth:
+    (1, H, W) or (H, W) in ``unit`` (gt <= 0: no ground truth); row: the image row drawn. The right
+    panel zooms on ``zoom_columns`` columns around the centre, ``margin`` beyond the gt's range
+    there. Figure text in English. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+
+    gt = torch.as_tensor(gt).reshape(-1, *gt.shape[-2:])
+    depth = torch.as_tensor(depth).reshape(-1, *depth.shape[-2:])
+    height, width = gt.shape[-2:]
+    if len(gt) != 1 or depth.shape != gt.shape or not 0 <= row < height or any(b.dim() != 3 for b in bands):
+        raise ValueError(f"gt {tuple(gt.shape)}, depth {tuple(depth.shape)}, bands "
+                         f"{[tuple(b.shape) for b in bands]}, row {row}: expected one (1, H, W) map each, "
+                         "(D, h, w) bands and 0 <= row < H")
+    gt_row = to_numpy(gt[0, row].masked_fill(gt[0, row] <= 0, float("nan")))
+    columns, zoom = np.arange(width), slice(width // 2 - zoom_columns // 2, width // 2 + zoom_columns // 2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
+    for ax in axes:
+        for k, hypotheses in enumerate(bands):
+            band = to_numpy(F.interpolate(hypotheses[None], size=(height, width), mode="nearest")[0, :, row])
+            ax.fill_between(columns, band.min(0), band.max(0), alpha=0.35, step="mid",
+                            label=f"stage {k + 1}: {hypotheses.shape[0]} hypotheses")
+        ax.plot(columns, gt_row, "k", lw=1.2, label="ground truth")
+        ax.plot(columns, to_numpy(depth[0, row]), "r--", lw=1, label="cascade depth")
+        ax.set(xlabel="image column (pixels)", ylabel=f"depth ({unit})")
+    axes[1].set(xlim=(zoom.start, zoom.stop - 1))
+    if np.isfinite(gt_row[zoom]).any():
+        axes[1].set(ylim=(np.nanmin(gt_row[zoom]) - margin, np.nanmax(gt_row[zoom]) + margin))
+    axes[0].set_title(title or f"image row {row}: the hypotheses of each stage")
+    axes[1].set_title(f"zoom on {zoom_columns} columns")
+    axes[0].legend(fontsize=8, loc="upper right")
     return fig
 
 

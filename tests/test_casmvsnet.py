@@ -13,8 +13,8 @@ from depthlib.data.dtu_raw import raw_crop_margins, sample_raw_map
 from depthlib.geometry import homography_warp, projection_matrix
 from depthlib.models import MVSNet
 from depthlib.models.casmvsnet import (PAPER_STAGES, CascadeStage, CasMVSNet, CasMVSNetTask, FeaturePyramid,
-                                       casmvsnet_loss, evaluate_casmvsnet, init_from_mvsnet, load_casmvsnet,
-                                       stage_hypotheses)
+                                       casmvsnet_loss, collect_cascade_outputs, evaluate_casmvsnet,
+                                       init_from_mvsnet, load_casmvsnet, stage_hypotheses)
 from depthlib.models.mvsnet import FeatureNet
 
 
@@ -350,6 +350,61 @@ def test_evaluation_pools_full_resolution_errors_and_upsamples_coarse_depth(raw_
     assert metrics["mae"] == pytest.approx(float(errors.double().mean()), rel=1e-5)
     assert metrics["less_one"] == pytest.approx(float((errors <= step).double().mean()), rel=1e-6)
     assert "stage1_mae" in metrics and "mvsnet_mae" not in metrics
+
+
+class ImageMean(torch.nn.Module):
+    """A stand-in network: every map of a sample is the mean of its images (so samples differ), at each
+    stage's size; its 'hypotheses' are that mean plus 0..7; it records its modes and the planes it got."""
+
+    def __init__(self, stages=False):
+        super().__init__()
+        self.weight, self.stages, self.planes, self.modes = torch.nn.Parameter(torch.ones(())), stages, [], []
+
+    def forward(self, imgs, proj, depth_values):
+        self.planes.append(depth_values)
+        self.modes.append(self.training)
+        b, _, _, h, w = imgs.shape
+        mean = imgs.mean(dim=(1, 2, 3, 4)).reshape(b, 1, 1, 1) * self.weight
+        if not self.stages:   # an MVSNet at 1/4
+            depth = mean.expand(b, 1, h // 4, w // 4)
+            return {"depth": depth, "refined_depth": depth + 1, "photometric_confidence": depth / 3}
+        offsets = torch.arange(8.0, device=imgs.device).reshape(1, 8, 1, 1)
+        maps = [{"depth": mean.expand(b, 1, h // s, w // s),
+                 "photometric_confidence": mean.expand(b, 1, h // s, w // s) / 2,
+                 "depth_values": (mean + offsets).expand(b, 8, h // s, w // s)} for s in (4, 2, 1)]
+        return {**maps[-1], "stages": maps}
+
+
+def test_collected_outputs_hold_each_samples_maps_in_order_and_the_bands_of_the_chosen_scan(raw_set):
+    write_raw_depths(raw_set, seed=3)
+    dataset = torch.utils.data.ConcatDataset([DTUMVSFull(raw_set, split, n_views=3) for split in ("train", "test")])
+    items = [dataset[i] for i in range(len(dataset))]                  # two scans
+    cascade, mvsnet = ImageMean(stages=True).train(), ImageMean().train()
+    chosen = items[0]["scan"]
+    results = collect_cascade_outputs(cascade, dataset, mvsnet, mvsnet_planes=5, batch_size=3, hypotheses_of=[chosen])
+    assert len(results) == len(items) and cascade.training and mvsnet.training
+    assert not any(cascade.modes + mvsnet.modes)                          # run in eval mode
+    for item, result in zip(items, results):
+        mean = item["imgs"].mean()
+        assert (result["scan"], result["view"]) == (item["scan"], int(item["view_ids"][0]))
+        assert torch.equal(result["gt"], item["depth_full"]) and torch.equal(result["mask"], item["mask_full"])
+        torch.testing.assert_close(result["cascade"], mean.expand(1, 64, 64))
+        torch.testing.assert_close(result["cascade_conf"], mean.expand(1, 64, 64) / 2)
+        assert [tuple(depth.shape) for depth in result["stages"]] == [(1, 16, 16), (1, 32, 32), (1, 64, 64)]
+        torch.testing.assert_close(result["mvsnet"], mean.expand(1, 16, 16) + 1)   # the refined depth
+        torch.testing.assert_close(result["mvsnet_conf"], mean.expand(1, 16, 16) / 3)
+        if item["scan"] == chosen:
+            assert [tuple(band.shape) for band in result["bands"]] == [(8, 16, 16), (8, 32, 32), (8, 64, 64)]
+            torch.testing.assert_close(result["bands"][2][:, 5, 7], mean + torch.arange(8.0))
+        else:
+            assert result["bands"] is None
+    assert any(item["scan"] != chosen for item in items)
+    planes = torch.cat(mvsnet.planes)                                    # 5 planes over each sample's range
+    values = torch.stack([item["depth_values"] for item in items])
+    torch.testing.assert_close(planes, stage_hypotheses(values, 5))
+    assert planes.shape == (len(items), 5)
+    with pytest.raises(ValueError, match="mvsnet_planes=1"):
+        collect_cascade_outputs(cascade, dataset, mvsnet, mvsnet_planes=1)
 
 
 def test_checkpoint_round_trip_keeps_the_stages(tmp_path):

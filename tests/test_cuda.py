@@ -14,8 +14,10 @@ import torch
 from depthlib.train import TrainConfig, Trainer, native_bf16
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_casmvsnet import ImageMean, raw_set  # noqa: E402,F401 (raw_set: a fixture)
 from test_gpu_path import (autocast_agreement, cascade_test_scan, dtu_like_warp_inputs,  # noqa: E402
                            sampled_pixels)
+from test_mvsnet import dtu_like_items  # noqa: E402
 from toy_training import make_trainer  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -294,3 +296,31 @@ def test_compiled_training_steps_match_eager_on_cuda(tmp_path, no_tf32, mode):
     assert eager[-1] < eager[0]
     torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-4, atol=0)
     torch.testing.assert_close(compiled_mean, eager_mean, rtol=1e-4, atol=1e-6)
+
+
+def test_collected_outputs_of_a_model_on_cuda_come_back_to_the_cpu():
+    from depthlib.models.mvsnet import MVSNet, collect_mvsnet_outputs
+    from depthlib.profiles import strict_fp32
+
+    torch.manual_seed(0)
+    items = dtu_like_items(3, height=32, width=32, depths=8)
+    model = MVSNet().eval()
+    on_cpu = collect_mvsnet_outputs(model, items, {"initial": "depth"}, ("depth",), batch_size=2)
+    with strict_fp32():
+        on_gpu = collect_mvsnet_outputs(model.cuda(), items, {"initial": "depth"}, ("depth",), batch_size=2)
+    assert all(value.device.type == "cpu" for value in on_gpu.values())
+    torch.testing.assert_close(on_gpu["initial"], on_cpu["initial"], atol=1e-2, rtol=1e-4)
+
+
+def test_collected_outputs_of_models_on_cuda_come_back_to_the_cpu(raw_set):
+    from depthlib.data import DTUMVSFull, write_raw_depths
+    from depthlib.models.casmvsnet import collect_cascade_outputs
+
+    write_raw_depths(raw_set, seed=3)
+    dataset = DTUMVSFull(raw_set, "test", n_views=3)
+    results = collect_cascade_outputs(ImageMean(stages=True).cuda(), dataset, ImageMean().cuda(),
+                                      hypotheses_of=[dataset[0]["scan"]])
+    tensors = [value for result in results for value in result.values() if isinstance(value, torch.Tensor)]
+    tensors += [band for result in results for band in (result["bands"] or []) + result["stages"]]
+    assert tensors and all(tensor.device.type == "cpu" for tensor in tensors)
+    torch.testing.assert_close(results[0]["cascade"], dataset[0]["imgs"].mean().expand(1, 64, 64))

@@ -170,3 +170,15 @@ def test_the_sets_are_rendered_once_before_the_chapters_and_found_in_the_cache_a
     assert capsys.readouterr().out.splitlines()[-1].startswith("sets: nyu_synthetic(gpu) ")
     again = gpucheck.render_sets()
     assert all(seconds < 1.0 for _, seconds in again)  # cached: nothing rendered twice
+
+
+def test_every_cuda_test_lives_in_the_file_gpu_check_runs():
+    # gpu-check runs `pytest -m cuda tests/test_cuda.py` alone (other test modules import test-only
+    # packages a GPU machine may lack), so a CUDA test written anywhere else would never run
+    from pathlib import Path
+
+    elsewhere = [path.name for path in Path(__file__).parent.glob("test_*.py")
+                 if path.name != "test_cuda.py" and "mark.cuda" in path.read_text(encoding="utf-8")
+                 and path.name != Path(__file__).name]
+    assert elsewhere == [], f"CUDA tests outside tests/test_cuda.py: {elsewhere}"
+    assert "tests/test_cuda.py" in Path(gpucheck.__file__).read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depthlib.metrics import (EDGE_REGIONS, METRIC_NAMES, depth_edge_regions, depth_metrics, edge_band_metrics,
-                              eigen_crop, evaluate, less_k_interval, mean_absolute_error)
+                              edge_band_table, eigen_crop, evaluate, less_k_interval, mean_absolute_error)
 
 
 def numpy_eigen_metrics(pred, gt):
@@ -297,6 +297,30 @@ def test_edge_band_metrics_pool_each_region_and_report_its_share():
     assert math.isclose(result["all"]["mae"], (12 * 50 + 2.5) / 48) and result["all"]["share"] == 1.0
     flat = edge_band_metrics(torch.full((1, 4, 4), 5.0), torch.full((1, 4, 4), 5.0), None, 1.0)
     assert flat["band"]["share"] == 0.0 and math.isnan(flat["band"]["mae"]) and flat["elsewhere"]["mae"] == 0.0
+
+
+def test_edge_band_table_prints_each_maps_numbers_region_by_region_with_the_share():
+    gt = torch.full((1, 1, 6, 8), 600.0)
+    gt[..., 4:] = 700.0
+    blurred = gt.clone()
+    blurred[..., 3:5] = 650.0
+    results = {"initial": edge_band_metrics(blurred, gt, None, 1.0), "refined": edge_band_metrics(gt, gt, None, 1.0)}
+    lines = edge_band_table(results, unit="m").split("\n")
+    assert lines[0].split() == ["region", "(share)", "depth", "less-one", "less-three", "MAE", "(m)"]
+    assert len(lines) == 1 + 3 * 2
+    parsed = [line.split() for line in lines[1:]]
+    assert [row[:3] for row in parsed[::2]] == [["all", "(100%)", "initial"], ["band", "(25%)", "initial"],
+                                                ["elsewhere", "(75%)", "initial"]]
+    assert [row[0] for row in parsed[1::2]] == ["refined"] * 3        # the region label only on its first row
+    for row, region in zip(parsed[::2], ("all", "band", "elsewhere")):
+        expected = results["initial"][region]
+        assert [float(x) for x in row[3:]] == [round(expected["less_one"], 4), round(expected["less_three"], 4),
+                                               round(expected["mae"], 2)]
+    assert [float(x) for x in parsed[3][1:]] == [1.0, 1.0, 0.0]   # refined, in the band: exact
+    with pytest.raises(ValueError, match="regions"):
+        edge_band_table({"initial": {"all": results["initial"]["all"]}})
+    with pytest.raises(ValueError, match="at least one"):
+        edge_band_table({})
 
 
 def test_depth_edge_regions_reject_bad_arguments():

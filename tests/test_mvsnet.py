@@ -13,9 +13,9 @@ from depthlib.data.scenes import object_scan
 from depthlib.geometry import plane_sweep_volume, projection_matrix, scale_intrinsics
 from depthlib.losses import mvsnet_loss
 from depthlib.metrics import evaluate_mvsnet
-from depthlib.models.mvsnet import (CostRegNet, FeatureNet, MVSNet, RefineNet, depth_regression,
-                                    photometric_confidence, plane_sweep_depth, standardize_image,
-                                    variance_cost_volume)
+from depthlib.models.mvsnet import (CostRegNet, FeatureNet, MVSNet, RefineNet, collect_mvsnet_outputs,
+                                    depth_regression, photometric_confidence, plane_sweep_depth,
+                                    standardize_image, variance_cost_volume)
 
 
 def count_parameters(module):
@@ -610,6 +610,51 @@ def test_evaluate_with_a_ground_truth_model(batch_size):
     assert model.cursor == len(items)
     assert model.saw_training and not any(model.saw_training)  # evaluated in eval mode ...
     assert model.training                                       # ... and put back in train mode
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_collected_outputs_are_every_samples_in_order_on_the_cpu(batch_size):
+    items = dtu_like_items(3)
+    model = GroundTruthModel(items).train()
+    test = collect_mvsnet_outputs(model, items, {"initial": "depth", "refined": "refined_depth"},
+                                  ("depth", "mask", "depth_interval"), batch_size=batch_size)
+    assert list(test) == ["depth", "mask", "depth_interval", "initial", "refined"]
+    gt = torch.stack([item["depth"] for item in items])
+    mask = torch.stack([item["mask"] for item in items])
+    interval = torch.stack([item["depth_interval"] for item in items])
+    assert torch.equal(test["depth"], gt) and torch.equal(test["mask"], mask)
+    assert torch.equal(test["depth_interval"], interval)
+    expected = torch.where(mask, gt, torch.full_like(gt, 1e6))      # what the stand-in says, sample by sample
+    assert torch.equal(test["initial"], expected)
+    assert torch.equal(test["refined"], expected + 2 * interval.reshape(-1, 1, 1, 1))
+    assert all(value.device.type == "cpu" for value in test.values())
+    assert model.cursor == len(items) and not any(model.saw_training) and model.training
+
+
+def test_collected_outputs_reject_unknown_keys_and_clashing_names():
+    items = dtu_like_items(2)
+    with pytest.raises(ValueError, match=r"no \['prob_volume'\]"):
+        collect_mvsnet_outputs(GroundTruthModel(items), items, {"prob": "prob_volume"})
+    with pytest.raises(ValueError, match=r"no \['normals'\]"):
+        collect_mvsnet_outputs(GroundTruthModel(items), items, {"initial": "depth"}, ("normals",))
+    with pytest.raises(ValueError, match="named unlike the kept keys"):
+        collect_mvsnet_outputs(GroundTruthModel(items), items, {"depth": "depth"}, ("depth",))
+    with pytest.raises(ValueError, match="empty"):
+        collect_mvsnet_outputs(GroundTruthModel(items), [], {"initial": "depth"})
+
+
+def test_collected_outputs_of_a_real_mvsnet_match_one_forward_over_the_whole_set():
+    torch.manual_seed(0)
+    items = dtu_like_items(3, height=32, width=32, depths=8)
+    model = MVSNet().train()
+    test = collect_mvsnet_outputs(model, items, {"initial": "depth", "prob": "prob_volume"}, batch_size=2)
+    assert model.training
+    with torch.no_grad():
+        whole = model.eval()(torch.stack([item["imgs"] for item in items]),
+                             torch.stack([item["proj_matrices"] for item in items]),
+                             torch.stack([item["depth_values"] for item in items]))
+    torch.testing.assert_close(test["initial"], whole["depth"])
+    torch.testing.assert_close(test["prob"], whole["prob_volume"])
 
 
 def test_evaluate_baseline_alone_finds_a_plane_at_the_depth_resolution():

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from depthlib.viz import (PLOT3D_CLASS, colorize_depth, depth_range, plot_point_cloud, point_cloud_figure,
-                          show_depth_panels, show_images, show_point_clouds, to_numpy)
+                          show_depth_panels, show_hypothesis_bands, show_images, show_point_clouds,
+                          show_refinement_panels, to_numpy)
 
 
 @pytest.fixture(autouse=True)
@@ -315,3 +316,76 @@ def test_book_extension_loads_plotly_js_on_3d_view_pages_only(tmp_path):
     copied = tmp_path / "_static" / "plotly.min.js"
     assert copied.read_bytes() == extension.plotly_js().read_bytes()
     assert b"window.Plotly" in copied.read_bytes()[-2000:]  # the bundle defines the global the view uses
+
+
+def refinement_inputs(n=3, size=4):
+    generator = torch.Generator().manual_seed(0)
+    gt = 500 + 100 * torch.rand(n, 1, size, size, generator=generator)
+    initial = gt + 20 * torch.randn(n, 1, size, size, generator=generator)
+    refined = initial + 5 * torch.randn(n, 1, size, size, generator=generator)
+    valid = torch.rand(n, 1, size, size, generator=generator) > 0.2
+    images = torch.rand(n, 3, 4 * size, 4 * size, generator=generator)
+    return images, gt, initial, refined, valid, torch.tensor([10.0, 20.0, 40.0])[:n]
+
+
+def test_refinement_panels_draw_depth_error_and_change_in_intervals_for_the_chosen_samples():
+    images, gt, initial, refined, valid, interval = refinement_inputs()
+    fig = show_refinement_panels(images, gt, initial, refined, valid, interval, samples=(0, 2))
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 * 7
+    assert [ax.get_title() for ax in panels[:7]] == ["image", "ground truth", "initial", "refined",
+                                                    "|initial - gt|", "|refined - gt|", "change of |error|"]
+    vmin, vmax = float(gt[valid].min()), float(gt[valid].max())   # every sample's valid gt, drawn or not
+    for row, index in zip((panels[:7], panels[7:]), (0, 2)):
+        hide = ~valid[index, 0]
+        np.testing.assert_allclose(row[0].images[0].get_array(), images[index].permute(1, 2, 0).numpy())
+        for ax, depth in zip(row[1:4], (gt, initial, refined)):
+            shown = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+            np.testing.assert_allclose(shown, depth[index, 0].masked_fill(hide, float("nan")).numpy())
+            assert ax.images[0].get_clim() == pytest.approx((vmin, vmax))
+        error = ((refined - gt).abs()[index, 0] / interval[index]).masked_fill(hide, float("nan"))
+        np.testing.assert_allclose(np.ma.filled(row[5].images[0].get_array().astype(float), np.nan), error.numpy(),
+                                   rtol=1e-6)
+        change = ((refined - gt).abs() - (initial - gt).abs())[index, 0] / interval[index]
+        np.testing.assert_allclose(np.ma.filled(row[6].images[0].get_array().astype(float), np.nan),
+                                   change.masked_fill(hide, float("nan")).numpy(), rtol=1e-5, atol=1e-6)
+        assert row[4].images[0].get_clim() == (0, 3) and row[6].images[0].get_clim() == (-0.5, 0.5)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert labels == ["depth (mm)", "error (intervals)", "change (intervals)"]
+
+
+def test_refinement_panels_reject_mismatched_shapes():
+    images, gt, initial, refined, valid, interval = refinement_inputs()
+    with pytest.raises(ValueError, match=r"refined \(3, 1, 4, 3\).*expected one shape"):
+        show_refinement_panels(images, gt, initial, refined[..., :3], valid, interval, samples=[0])
+    with pytest.raises(ValueError, match=r"images \(2, 3, 16, 16\) for 3 depth maps"):
+        show_refinement_panels(images[:2], gt, initial, refined, valid, interval, samples=[0])
+
+
+def test_hypothesis_bands_span_each_stages_hypotheses_along_the_row_and_zoom_on_the_centre():
+    height, width, row = 16, 64, 5
+    gt = torch.linspace(500, 600, width).expand(1, height, width).clone()
+    gt[0, row, :3] = 0                                                  # no ground truth there
+    coarse = gt[:, ::4, ::4] + torch.arange(-24.0, 24.0, 6).reshape(8, 1, 1)   # 8 hypotheses at 1/4
+    fine = gt + torch.arange(-2.0, 2.0).reshape(4, 1, 1)                       # 4 at full size
+    fig = show_hypothesis_bands([coarse, fine], gt, gt + 1, row, title="a title", zoom_columns=20, margin=5)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["a title", "zoom on 20 columns"]
+    for ax in axes:
+        for polygon, band in zip(ax.collections, (coarse[:, row // 4].repeat_interleave(4, -1), fine[:, row])):
+            ys = polygon.get_paths()[0].vertices[:, 1]
+            assert ys.max() == pytest.approx(float(band.max())) and ys.min() == pytest.approx(float(band.min()))
+        truth, depth = ax.lines
+        assert np.isnan(truth.get_ydata()[:3]).all()
+        np.testing.assert_allclose(np.asarray(truth.get_ydata())[3:], gt[0, row, 3:].numpy())
+        np.testing.assert_allclose(np.asarray(depth.get_ydata()), gt[0, row].numpy() + 1)
+    labels = [text.get_text() for text in axes[0].get_legend().get_texts()]
+    assert labels == ["stage 1: 8 hypotheses", "stage 2: 4 hypotheses", "ground truth", "cascade depth"]
+    assert axes[1].get_xlim() == (22, 41)
+    zoomed = gt[0, row, 22:42]
+    assert axes[1].get_ylim() == pytest.approx((float(zoomed.min()) - 5, float(zoomed.max()) + 5))
+    with pytest.raises(ValueError, match="row 16"):
+        show_hypothesis_bands([fine], gt, gt, height)
+    with pytest.raises(ValueError, match=r"bands \[\(16, 64\)\]"):
+        show_hypothesis_bands([gt[0]], gt, gt, row)
+

@@ -34,8 +34,8 @@ from depthlib.models.mvsnet import (CostRegNet, FeatureNet, check_mvs_inputs, de
                                     standardize_image, variance_cost_volume)
 
 __all__ = ["CascadeStage", "PAPER_STAGES", "FeaturePyramid", "stage_hypotheses", "CasMVSNet",
-           "casmvsnet_loss", "CasMVSNetTask", "stages_from_metadata", "evaluate_casmvsnet", "load_casmvsnet",
-           "init_from_mvsnet"]
+           "casmvsnet_loss", "CasMVSNetTask", "stages_from_metadata", "evaluate_casmvsnet", "collect_cascade_outputs",
+           "load_casmvsnet", "init_from_mvsnet"]
 
 _SCALES = (4, 2, 1)
 _MAP_NAMES = {1: "full", 2: "half", 4: "quarter"}  # the DTUMVSFull item keys: depth_full, ...
@@ -348,6 +348,51 @@ def evaluate_casmvsnet(model, dataset, batch_size: int = 2, device=None, mvsnet=
     if not result:
         raise ValueError("evaluate_casmvsnet: no valid pixel in the dataset (or nothing to evaluate)")
     return result
+
+
+@torch.no_grad()
+def collect_cascade_outputs(model, dataset, mvsnet=None, mvsnet_planes: int = 32, batch_size: int = 4,
+                            device=None, hypotheses_of=()) -> list:
+    """Run the cascade (and MVSNet beside it) once over a ``DTUMVSFull``-like dataset (chapter 12).
+
+    One dict per sample, in order, tensors on the CPU, depths in scene units (mm for DTU): ``scan``,
+    ``view`` (reference view id), ``gt`` / ``mask`` (1, H, W) at full resolution, ``cascade`` /
+    ``cascade_conf`` (1, h, w) the last stage's depth and confidence, ``stages`` each stage's depth at
+    its own size, ``bands`` each stage's hypotheses (D_k, h_k, w_k) for the scans in ``hypotheses_of``
+    (else None: they are large). With ``mvsnet``: ``mvsnet`` / ``mvsnet_conf`` (1, H/4, W/4), its
+    depth (refined when it refines) over ``mvsnet_planes`` planes spanning each sample's range. The
+    models run on ``device`` (default: the cascade's) in eval mode; maps come back once per key and batch.
+    """
+    from torch.utils.data import DataLoader
+
+    if batch_size < 1 or mvsnet_planes < 2:
+        raise ValueError(f"collect_cascade_outputs: batch_size={batch_size}, mvsnet_planes={mvsnet_planes}; "
+                         "expected batch_size >= 1 and mvsnet_planes >= 2")
+    device = torch.device(device) if device else next(model.parameters()).device
+    nets = [net for net in (model, mvsnet) if net is not None]
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
+    samples = []
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            inputs = [batch[key].to(device) for key in ("imgs", "proj_matrices", "depth_values")]
+            out = model(*inputs)
+            maps = {"gt": batch["depth_full"], "mask": batch["mask_full"], "cascade": out["depth"].cpu(),
+                    "cascade_conf": out["photometric_confidence"].cpu()}
+            if mvsnet is not None:
+                mvs = mvsnet(*inputs[:2], stage_hypotheses(inputs[2], mvsnet_planes))
+                maps["mvsnet"] = mvs.get("refined_depth", mvs["depth"]).cpu()
+                maps["mvsnet_conf"] = mvs["photometric_confidence"].cpu()
+            stages = [stage["depth"].cpu() for stage in out["stages"]]
+            for i, name in enumerate(batch["scan"]):
+                bands = [s["depth_values"][i].cpu() for s in out["stages"]] if name in hypotheses_of else None
+                samples.append({"scan": name, "view": int(batch["view_ids"][i, 0]), "bands": bands,
+                                "stages": [depth[i] for depth in stages], **{k: v[i] for k, v in maps.items()}})
+    finally:
+        for net, mode in zip(nets, modes):
+            net.train(mode)
+    return samples
 
 
 def load_casmvsnet(path, map_location="cpu") -> CasMVSNet:

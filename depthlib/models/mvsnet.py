@@ -26,7 +26,8 @@ from depthlib.planesweep import (check_mvs_inputs, depth_regression,  # re-expor
                                 plane_sweep_depth)
 
 __all__ = ["FeatureNet", "CostRegNet", "RefineNet", "MVSNet", "check_mvs_inputs", "variance_cost_volume",
-           "depth_regression", "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet"]
+           "depth_regression", "photometric_confidence", "standardize_image", "plane_sweep_depth", "load_mvsnet",
+           "collect_mvsnet_outputs"]
 
 
 def _conv_bn_relu(cin, cout, kernel=3, stride=1, dims=2):
@@ -245,3 +246,43 @@ def load_mvsnet(path, map_location="cpu") -> MVSNet:
         return MVSNet(refine=metadata.get("refine", True))
 
     return load_model(path, "mvsnet", build, map_location, default_kind="mvsnet")
+
+
+@torch.no_grad()
+def collect_mvsnet_outputs(model, dataset, outputs: dict, keep=(), batch_size: int = 4, device=None) -> dict:
+    """Run an MVSNet-like model once over a ``DTUMVS``-like dataset and keep what later work needs (chapter 09).
+
+    outputs: {name: key of the model's output dict}, e.g. ``{"initial": "depth", "refined":
+    "refined_depth"}``; keep: dataset keys kept as they are (e.g. ``"depth"``, the ground truth).
+    Returns {name or key: tensor (N, ...)}: the samples in order, concatenated on the CPU, in the
+    model's and the dataset's units (mm for DTU). The model runs on ``device`` (default: its
+    parameters') in eval mode; its outputs stay there until the last batch and then come back once
+    per name, so a GPU never waits for the host between batches.
+    """
+    from torch.utils.data import DataLoader
+
+    if batch_size < 1 or not outputs or set(outputs) & set(keep):
+        raise ValueError(f"collect_mvsnet_outputs: batch_size={batch_size}, outputs={outputs!r}, keep={keep!r}; "
+                         "expected batch_size >= 1 and at least one output, named unlike the kept keys")
+    first = next(model.parameters(), None)
+    device = torch.device(device) if device else first.device if first is not None else torch.device("cpu")
+    was_training, kept, produced = model.training, {key: [] for key in keep}, {name: [] for name in outputs}
+    model.eval()
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            missing = [key for key in keep if key not in batch]
+            out = model(*(batch[key].to(device) for key in ("imgs", "proj_matrices", "depth_values")))
+            missing += [key for key in outputs.values() if key not in out]
+            if missing:
+                raise ValueError(f"collect_mvsnet_outputs: no {missing} in the dataset's items "
+                                 f"{sorted(batch)} or the model's outputs {sorted(out)}")
+            for key in keep:
+                kept[key].append(batch[key])
+            for name, key in outputs.items():
+                produced[name].append(out[key])
+    finally:
+        model.train(was_training)
+    if not produced[next(iter(outputs))]:
+        raise ValueError("collect_mvsnet_outputs: the dataset is empty")
+    return {**{key: torch.cat(parts) for key, parts in kept.items()},
+            **{name: torch.cat(parts).cpu() for name, parts in produced.items()}}
