@@ -1,11 +1,12 @@
 """The classical plane sweep (chapter 07): warp the source views onto fronto-parallel planes, score
 each plane by photometric consistency (ZNCC or SAD over a window), and read the depth off the cost
 volume by winner-take-all or by soft-argmin (``depth_regression``, which MVSNet shares). The
-baseline ``depthlib.metrics.evaluate_mvsnet(baseline=True)`` compares MVSNet with.
+baseline ``depthlib.metrics.evaluate_mvsnet(baseline=True)`` compares MVSNet with; and
+``count_seeing_sources``, the source views that see each pixel at its depth (where the sweep fails).
 """
 from __future__ import annotations
 
-__all__ = ["depth_regression", "check_mvs_inputs", "plane_sweep_depth"]
+__all__ = ["depth_regression", "check_mvs_inputs", "plane_sweep_depth", "count_seeing_sources"]
 
 import numpy as np
 import torch
@@ -110,3 +111,25 @@ def plane_sweep_depth(imgs: torch.Tensor, proj: torch.Tensor, depth_values: torc
     prob = F.softmax(-cost_volume / temperature, dim=1)
     return {"cost": cost_volume, "depth": torch.gather(values, 1, index),
             "soft_depth": depth_regression(prob, depth_values)}
+
+
+def count_seeing_sources(proj: torch.Tensor, depth: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """How many source views see each reference pixel inside their image, at the pixel's own depth.
+
+    proj: (B, V, 4, 4), view 0 the reference, K at the image resolution; depth: (B, 1, h, w) per-pixel
+    depth (e.g. the ground truth, mm for DTU) at 1/scale of the image. Each depth pixel stands for a
+    scale x scale block of the image; a source sees it when the whole block, warped with
+    ``homography_warp`` at that depth, lands inside the source image (mean of a warped image of ones
+    > 0.999). Occlusion is not modelled. Returns (B, 1, h, w) int64 in 0 .. V-1 (meaningless where
+    depth <= 0: mask those out), on the inputs' device, without waiting for it.
+    """
+    if proj.dim() != 4 or proj.shape[1] < 2 or proj.shape[2:] != (4, 4):
+        raise ValueError(f"count_seeing_sources: proj {tuple(proj.shape)}, expected (B, V, 4, 4) with V >= 2")
+    if depth.dim() != 4 or depth.shape[:2] != (proj.shape[0], 1) or scale < 1:
+        raise ValueError(f"count_seeing_sources: depth {tuple(depth.shape)}, scale={scale}; expected "
+                         f"({proj.shape[0]}, 1, h, w) and scale >= 1")
+    full = F.interpolate(depth, scale_factor=scale, mode="nearest")  # (B, 1, H, W): each block at its depth
+    ones = torch.ones_like(full)
+    seen = [F.avg_pool2d(homography_warp(ones, proj[:, view], proj[:, 0], full)[:, :, 0], scale) > 0.999
+            for view in range(1, proj.shape[1])]
+    return torch.stack(seen).sum(dim=0)

@@ -1,9 +1,11 @@
-"""Depth colour maps, side-by-side depth panels, training-loss curves (all chapters), the refinement
-panels of chapter 09 and the hypothesis bands of chapter 12; the point-cloud
-views of ``depthlib.pointclouds`` and the diagrams of ``depthlib.diagrams``, re-exported."""
+"""Depth colour maps, side-by-side depth panels, training-loss curves (all chapters), the cost curves
+of chapter 07, the depth distributions and confidence panels of chapter 08, the refinement panels of
+chapter 09 and the hypothesis bands of chapter 12; the point-cloud views of ``depthlib.pointclouds``
+and the diagrams of ``depthlib.diagrams``, re-exported."""
 from __future__ import annotations
 
 __all__ = ["to_numpy", "depth_range", "colorize_depth", "show_depth_panels", "show_images",
+           "show_cost_curves", "show_depth_distributions", "show_confidence_panels",
            "show_refinement_panels", "show_hypothesis_bands", "plot_log", "plot_point_cloud", "point_cloud_figure", "PointCloudView", "show_point_clouds", "PLOT3D_CLASS",
            "draw_dense_block", "draw_plane_homography", "draw_mvsnet_pipeline"]
 
@@ -180,6 +182,108 @@ def show_images(images, titles=None, ncols: int = 4, figsize=None):
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[index])
+    return fig
+
+
+def show_cost_curves(image, cost, depth_values, gt, pixels, offsets, mean_curve, scale: int = 4,
+                     unit: str = "mm"):
+    """Reference image with a few pixels marked | their cost along the sweep | a mean cost curve.
+
+    image: (3, H, W) in [0, 1]; cost: (D, h, w) at 1/scale of the image; depth_values: (D,) plane
+    depths and gt: (h, w) true depth, both in ``unit`` (dashed, one colour per pixel); pixels:
+    [(row, col)] at the cost's resolution, marked at the centre of their scale x scale block;
+    offsets, mean_curve: (K,) plane offsets from the true plane and the mean cost there (chapter 07).
+    Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if cost.dim() != 3 or tuple(gt.shape) != tuple(cost.shape[1:]) or len(depth_values) != len(cost) \
+            or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image {tuple(image.shape)}, cost {tuple(cost.shape)}, gt {tuple(gt.shape)}, depth_values "
+                         f"{len(depth_values)}: expected (3, H, W), (D, h, w), (h, w) and D planes")
+    if len(offsets) != len(mean_curve):
+        raise ValueError(f"offsets ({len(offsets)}) and mean_curve ({len(mean_curve)}): expected one length")
+    fig, (ax_img, ax_px, ax_all) = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
+    ax_img.imshow(to_numpy(image.permute(1, 2, 0)))
+    ax_img.set_axis_off()
+    ax_img.set_title("reference")
+    centre = (scale - 1) / 2                     # the block's centre, in image pixels
+    for k, (row, col) in enumerate(pixels):
+        color = f"C{k}"
+        ax_img.plot(scale * col + centre, scale * row + centre, "o", color=color, ms=8, mec="white")
+        ax_px.plot(to_numpy(depth_values), to_numpy(cost[:, row, col]), color=color)
+        ax_px.axvline(float(gt[row, col]), color=color, ls="--")
+    count = ("no", "one", "two", "three", "four", "five")[len(pixels)] if len(pixels) < 6 else len(pixels)
+    ax_px.set(xlabel=f"plane depth d ({unit})", ylabel="cost C(p, d)",
+              title=f"{count} pixel{'' if len(pixels) == 1 else 's'}")
+    ax_all.plot(to_numpy(offsets), to_numpy(mean_curve), "o-", color="black")
+    ax_all.set(xlabel="plane - nearest plane to the true depth", ylabel="mean cost", title="all valid pixels")
+    return fig
+
+
+def show_depth_distributions(depth_values, cost, prob_volume, gt, depth, confidence, pixels, unit: str = "mm"):
+    """One column per pixel: its cost (top) and probability (bottom) along the planes (chapter 08).
+
+    depth_values: (N, D) plane depths in ``unit``; cost, prob_volume: (N, D, h, w); gt, depth,
+    confidence: (N, 1, h, w), the true depth (dashed) and the soft-argmin (dotted) in ``unit``;
+    pixels: {name: (sample, row, col)}, each column titled with its name and confidence.
+    Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if cost.shape != prob_volume.shape or cost.dim() != 4 or tuple(depth_values.shape) != tuple(cost.shape[:2]):
+        raise ValueError(f"cost {tuple(cost.shape)}, prob_volume {tuple(prob_volume.shape)}, depth_values "
+                         f"{tuple(depth_values.shape)}: expected (N, D, h, w) twice and (N, D)")
+    if not gt.shape == depth.shape == confidence.shape == (len(cost), 1, *cost.shape[2:]) or not pixels:
+        raise ValueError(f"gt {tuple(gt.shape)}, depth {tuple(depth.shape)}, confidence "
+                         f"{tuple(confidence.shape)}, {len(pixels)} pixels: expected (N, 1, h, w) each, pixels")
+    fig, axes = plt.subplots(2, len(pixels), figsize=(11 * len(pixels) / 3, 4.4), sharex=True,
+                             layout="constrained", squeeze=False)
+    for col, (name, (k, y, x)) in enumerate(pixels.items()):
+        planes = to_numpy(depth_values[k])
+        axes[0, col].plot(planes, to_numpy(cost[k, :, y, x]), ".-", color="tab:gray")
+        axes[1, col].plot(planes, to_numpy(prob_volume[k, :, y, x]), ".-", color="tab:blue")
+        for ax in axes[:, col]:
+            ax.axvline(float(gt[k, 0, y, x]), color="k", ls="--", label="true depth")
+            ax.axvline(float(depth[k, 0, y, x]), color="tab:red", ls=":", label="soft-argmin")
+        axes[0, col].set_title(f"{name}: confidence {float(confidence[k, 0, y, x]):.2f}")
+        axes[1, col].set_xlabel(f"depth plane ({unit})")
+    axes[0, 0].set_ylabel("cost (variance)")
+    axes[1, 0].set_ylabel("probability")
+    axes[1, 0].legend(fontsize=8)
+    return fig
+
+
+def show_confidence_panels(image, depth, gt, valid, confidence, depth_interval, name: str = "MVSNet",
+                           max_intervals: float = 3, unit: str = "mm"):
+    """One row: reference image | |depth - gt| (black: no gt) | photometric confidence (chapter 08).
+
+    image: (3, H, W) in [0, 1]; depth, gt: (h, w) or (1, h, w) in ``unit``; valid: bool, same shape;
+    confidence: same shape, in [0, 1]; depth_interval: the plane spacing in ``unit``; the error scale
+    runs from 0 to ``max_intervals`` intervals. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    shape = tuple(gt.shape[-2:])
+    maps = {"depth": depth, "gt": gt, "valid": valid, "confidence": confidence}
+    shapes = ", ".join(f"{key} {tuple(m.shape)}" for key, m in maps.items())
+    if image.dim() != 3 or any(tuple(m.shape) not in (shape, (1, *shape)) for m in maps.values()):
+        raise ValueError(f"image {tuple(image.shape)}, {shapes}: expected (3, H, W) and the maps in one "
+                         "shape, (h, w) or (1, h, w)")
+    depth, gt, valid, confidence = (m.reshape(shape) for m in maps.values())
+    error = torch.where(valid, (depth - gt).abs(), float("nan"))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 2.7), layout="constrained")
+    axes[0].imshow(to_numpy(image.permute(1, 2, 0)))
+    axes[0].set_title("reference image")
+    shown = axes[1].imshow(to_numpy(error), cmap=matplotlib.colormaps["magma"].with_extremes(bad="black"),
+                           vmin=0, vmax=max_intervals * float(depth_interval))
+    fig.colorbar(shown, ax=axes[1], label=f"abs. error ({unit})")
+    axes[1].set_title(f"|{name} - gt|, up to {max_intervals:g} intervals")
+    shown = axes[2].imshow(to_numpy(confidence), cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=axes[2], label="confidence")
+    axes[2].set_title("photometric confidence")
+    for ax in axes:
+        ax.set_axis_off()
     return fig
 
 

@@ -16,6 +16,7 @@ from depthlib.metrics import evaluate_mvsnet
 from depthlib.models.mvsnet import (CostRegNet, FeatureNet, MVSNet, RefineNet, collect_mvsnet_outputs,
                                     depth_regression, photometric_confidence, plane_sweep_depth,
                                     standardize_image, variance_cost_volume)
+from depthlib.planesweep import count_seeing_sources
 
 
 def count_parameters(module):
@@ -550,6 +551,37 @@ def test_plane_sweep_rejects_bad_arguments():
         plane_sweep_depth(imgs, torch.eye(4).repeat(1, 3, 1, 1), depth_values)
     with pytest.raises(ValueError, match="plane_sweep_depth: depth_values of sample 0 are not increasing"):
         plane_sweep_depth(imgs, proj, depth_values.flip(1))
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_seeing_sources_counts_the_shifted_cameras_whose_image_holds_the_whole_block(scale):
+    """The rig's camera at +b sees reference column u at u - d, the one at -b at u + d (d = f b / Z): a
+    block of columns s*c .. s*c + s - 1 is inside the first for s*c >= d, inside the second for
+    s*c + s - 1 + d <= W - 1. Per-pixel depths of 1, 2 and 4 m give d = 4, 2 and 1 pixels."""
+    height, width = 16, 32
+    _, proj, _ = fronto_parallel_rig(height, width)
+    generator = torch.Generator().manual_seed(0)
+    choice = torch.randint(0, 3, (2, 1, height // scale, width // scale), generator=generator)
+    depth = torch.tensor([1.0, 2.0, 4.0])[choice]
+    disparity = FOCAL * BASELINE / depth
+    left = scale * torch.arange(width // scale).float()              # first image column of each block
+    expected = (left >= disparity).long() + (left + scale - 1 + disparity <= width - 1).long()
+    seen_by = count_seeing_sources(proj.expand(2, -1, -1, -1), depth, scale=scale)
+    assert seen_by.dtype == torch.int64 and seen_by.shape == depth.shape
+    assert torch.equal(seen_by, expected)
+    assert set(expected.unique().tolist()) == {1, 2}                 # both cases occur
+    only_right = count_seeing_sources(proj[:, :2].expand(2, -1, -1, -1), depth, scale=scale)
+    assert torch.equal(only_right, (left >= disparity).long().expand_as(depth))
+
+
+def test_seeing_sources_rejects_mismatched_shapes():
+    _, proj, _ = fronto_parallel_rig(16, 32)
+    with pytest.raises(ValueError, match=r"proj \(1, 1, 4, 4\), expected \(B, V, 4, 4\) with V >= 2"):
+        count_seeing_sources(proj[:, :1], torch.ones(1, 1, 4, 8))
+    with pytest.raises(ValueError, match=r"depth \(2, 1, 4, 8\), scale=4; expected \(1, 1, h, w\)"):
+        count_seeing_sources(proj, torch.ones(2, 1, 4, 8))
+    with pytest.raises(ValueError, match="scale=0"):
+        count_seeing_sources(proj, torch.ones(1, 1, 4, 8), scale=0)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from depthlib.viz import (PLOT3D_CLASS, colorize_depth, depth_range, plot_point_cloud, point_cloud_figure,
-                          show_depth_panels, show_hypothesis_bands, show_images, show_point_clouds,
-                          show_refinement_panels, to_numpy)
+                          show_confidence_panels, show_cost_curves, show_depth_distributions, show_depth_panels,
+                          show_hypothesis_bands, show_images, show_point_clouds, show_refinement_panels, to_numpy)
 
 
 @pytest.fixture(autouse=True)
@@ -389,3 +389,88 @@ def test_hypothesis_bands_span_each_stages_hypotheses_along_the_row_and_zoom_on_
     with pytest.raises(ValueError, match=r"bands \[\(16, 64\)\]"):
         show_hypothesis_bands([gt[0]], gt, gt, row)
 
+
+
+def test_cost_curves_mark_each_pixel_at_its_block_centre_and_draw_its_cost_along_the_planes():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 16, 20, generator=generator)
+    cost = torch.rand(6, 4, 5, generator=generator)
+    depth_values = torch.linspace(500.0, 750.0, 6)
+    gt = 500 + 250 * torch.rand(4, 5, generator=generator)
+    offsets, mean_curve = torch.arange(-2, 3), torch.rand(5, generator=generator)
+    fig = show_cost_curves(image, cost, depth_values, gt, [[1, 2], [3, 0]], offsets, mean_curve, scale=4)
+    ax_img, ax_px, ax_all = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["reference", "two pixels", "all valid pixels"]
+    np.testing.assert_array_equal(ax_img.images[0].get_array(), image.permute(1, 2, 0).numpy())
+    for k, (row, col) in enumerate([(1, 2), (3, 0)]):
+        marker = ax_img.lines[k]
+        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (4 * col + 1.5, 4 * row + 1.5)
+        curve, true_depth = ax_px.lines[2 * k:2 * k + 2]
+        np.testing.assert_array_equal(curve.get_xdata(), depth_values.numpy())
+        np.testing.assert_array_equal(curve.get_ydata(), cost[:, row, col].numpy())
+        assert list(true_depth.get_xdata()) == [float(gt[row, col])] * 2 and true_depth.get_linestyle() == "--"
+        assert curve.get_color() == true_depth.get_color() == marker.get_color() == f"C{k}"
+    assert ax_px.get_xlabel() == "plane depth d (mm)"
+    np.testing.assert_array_equal(ax_all.lines[0].get_xdata(), offsets.numpy())
+    np.testing.assert_array_equal(ax_all.lines[0].get_ydata(), mean_curve.numpy())
+    with pytest.raises(ValueError, match=r"gt \(5, 4\).*expected \(3, H, W\), \(D, h, w\), \(h, w\)"):
+        show_cost_curves(image, cost, depth_values, gt.T, [[0, 0]], offsets, mean_curve)
+    with pytest.raises(ValueError, match=r"offsets \(5\) and mean_curve \(4\)"):
+        show_cost_curves(image, cost, depth_values, gt, [[0, 0]], offsets, mean_curve[:4])
+
+
+def test_depth_distributions_draw_each_pixels_cost_and_probability_with_gt_and_soft_argmin():
+    generator = torch.Generator().manual_seed(1)
+    n, depths, h, w = 2, 5, 3, 4
+    depth_values = torch.stack([torch.linspace(500.0, 600.0, depths), torch.linspace(700.0, 900.0, depths)])
+    cost = torch.rand(n, depths, h, w, generator=generator)
+    prob = torch.softmax(torch.randn(n, depths, h, w, generator=generator), dim=1)
+    gt, depth = 600 + 100 * torch.rand(2, n, 1, h, w, generator=generator)
+    confidence = torch.rand(n, 1, h, w, generator=generator)
+    pixels = {"sure": (1, 2, 3), "unsure": (0, 0, 1)}
+    fig = show_depth_distributions(depth_values, cost, prob, gt, depth, confidence, pixels)
+    top, bottom = fig.axes[:2], fig.axes[2:]
+    assert len(fig.axes) == 4
+    for col, (name, (k, y, x)) in enumerate(pixels.items()):
+        assert top[col].get_title() == f"{name}: confidence {float(confidence[k, 0, y, x]):.2f}"
+        assert bottom[col].get_xlabel() == "depth plane (mm)"
+        for ax, volume in ((top[col], cost), (bottom[col], prob)):
+            curve, true_depth, soft_argmin = ax.lines
+            np.testing.assert_array_equal(curve.get_xdata(), depth_values[k].numpy())
+            np.testing.assert_array_equal(curve.get_ydata(), volume[k, :, y, x].numpy())
+            assert true_depth.get_xdata()[0] == float(gt[k, 0, y, x])
+            assert soft_argmin.get_xdata()[0] == float(depth[k, 0, y, x])
+    assert (top[0].get_ylabel(), bottom[0].get_ylabel()) == ("cost (variance)", "probability")
+    assert [t.get_text() for t in bottom[0].get_legend().get_texts()] == ["true depth", "soft-argmin"]
+    with pytest.raises(ValueError, match=r"prob_volume \(2, 4, 3, 4\)"):
+        show_depth_distributions(depth_values, cost, prob[:, :4], gt, depth, confidence, pixels)
+    with pytest.raises(ValueError, match=r"confidence \(2, 3, 4\)"):
+        show_depth_distributions(depth_values, cost, prob, gt, depth, confidence[:, 0], pixels)
+
+
+@pytest.mark.parametrize("leading_one", [True, False])
+def test_confidence_panels_show_the_error_up_to_k_intervals_blank_without_gt_and_the_confidence(leading_one):
+    generator = torch.Generator().manual_seed(2)
+    image = torch.rand(3, 8, 12, generator=generator)
+    gt, depth = 500 + 50 * torch.rand(2, 1, 2, 3, generator=generator)
+    valid = torch.rand(1, 2, 3, generator=generator) > 0.3
+    valid[0, 0, 0] = False
+    confidence = torch.rand(1, 2, 3, generator=generator)
+    maps = (depth, gt, valid, confidence) if leading_one else (depth[0], gt[0], valid[0], confidence[0])
+    fig = show_confidence_panels(image, *maps, torch.tensor(2.5), max_intervals=4)
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in axes] == ["reference image", "|MVSNet - gt|, up to 4 intervals",
+                                               "photometric confidence"]
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), image.permute(1, 2, 0).numpy())
+    error = np.ma.filled(axes[1].images[0].get_array().astype(float), np.nan)
+    expected = torch.where(valid, (depth - gt).abs(), float("nan"))[0].numpy()
+    np.testing.assert_allclose(error, expected, rtol=1e-6)
+    assert np.isnan(error[0, 0])
+    assert axes[1].images[0].get_clim() == (0, 10.0)
+    assert axes[1].images[0].get_cmap().get_bad().tolist() == [0.0, 0.0, 0.0, 1.0]
+    np.testing.assert_array_equal(axes[2].images[0].get_array(), confidence[0].numpy())
+    assert axes[2].images[0].get_clim() == (0, 1)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert labels == ["abs. error (mm)", "confidence"]
+    with pytest.raises(ValueError, match=r"valid \(2, 2\).*expected \(3, H, W\) and the maps in one shape"):
+        show_confidence_panels(image, depth, gt, valid[0, :, :2], confidence, 2.5)
