@@ -10,33 +10,13 @@ from torch.utils.data import DataLoader
 
 from depthlib.data import DTUMVS, DTUMVSFull, write_dtu_like, write_raw_depths
 from depthlib.data.dtu_raw import raw_crop_margins, sample_raw_map
-from depthlib.geometry import homography_warp, projection_matrix
+from depthlib.geometry import homography_warp
 from depthlib.models import MVSNet
 from depthlib.models.casmvsnet import (PAPER_STAGES, CascadeStage, CasMVSNet, CasMVSNetTask, FeaturePyramid,
                                        casmvsnet_loss, collect_cascade_outputs, evaluate_casmvsnet,
                                        init_from_mvsnet, load_casmvsnet, stage_hypotheses)
 from depthlib.models.mvsnet import FeatureNet
-
-
-def rotation(axis_angle):
-    angle = float(np.linalg.norm(axis_angle))
-    k = np.asarray(axis_angle, float) / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
-
-
-def random_projections(rng, batch, views, height, width):
-    """(B, V, 4, 4) float32 with K at (height, width): a reference at the origin, sources moved a little."""
-    K = np.array([[0.9 * width, 0.0, (width - 1) / 2], [0.0, 0.9 * width, (height - 1) / 2], [0.0, 0.0, 1.0]])
-    proj = np.zeros((batch, views, 4, 4))
-    for b in range(batch):
-        for v in range(views):
-            extrinsic = np.eye(4)
-            if v:
-                extrinsic[:3, :3] = rotation(rng.normal(0, 0.05, 3))
-                extrinsic[:3, 3] = rng.normal(0, 0.15, 3)
-            proj[b, v] = projection_matrix(K, extrinsic)
-    return torch.as_tensor(proj, dtype=torch.float32)
+from test_mvsnet import random_projections
 
 
 def small_inputs(seed=0, batch=2, height=64, width=64, views=3, planes=32):
