@@ -15,11 +15,13 @@ depthlib.chapters list`` lists the chapters. The statuses and the summary table 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import numbers
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -193,6 +195,31 @@ def _read_records(path: Path) -> dict[str, dict]:
     return records
 
 
+@contextlib.contextmanager
+def _kernel_sockets(folder: str):
+    """Engine arguments that give a chapter's kernel Unix-socket (IPC) channels of its own.
+
+    With TCP, jupyter_client picks five free ports and the kernel binds them a moment later; two
+    kernels starting at once (``--jobs``) can pick the same port, and the loser dies at start
+    ("Address already in use", then "Kernel didn't respond in 60 seconds"). Socket files in a
+    folder of the chapter's own cannot collide. A socket path holds at most 107 bytes, so a long
+    ``folder`` is replaced by a short one under /tmp, removed afterwards. Not POSIX: TCP.
+    """
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    short = None
+    if len(os.path.join(folder, "kernel-00000")) > 100:
+        folder = short = tempfile.mkdtemp(prefix="depthlib-k-", dir="/tmp")
+    try:
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})}
+    finally:
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)
+
+
 def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True, deadline=None) -> dict:
     """Execute one chapter with papermill and collect the numbers it records.
 
@@ -221,7 +248,7 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
     limits = {}
     if deadline is not None:  # each cell may run until the deadline (at least 1 s: nbclient reads 0 as "none")
         limits["timeout_func"] = lambda cell: max(1.0, min(timeout or math.inf, deadline - time.time()))
-    with tempfile.TemporaryDirectory(prefix="depthlib-records-") as folder:
+    with tempfile.TemporaryDirectory(prefix="depthlib-records-") as folder, _kernel_sockets(folder) as sockets:
         record_file = Path(folder) / "records.jsonl"
         os.environ[RECORD_ENV] = str(record_file)  # the kernel inherits the environment
         start = time.perf_counter()
@@ -229,7 +256,7 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
             papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
                                        kernel_name="python3", cwd=str(notebook.resolve().parent),
                                        execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE,
-                                       **limits)
+                                       **limits, **sockets)
         except Exception as caught:  # a cell's error, a timeout, a dead kernel: reported, and on we go
             error = describe_failure(caught, executed)
         finally:

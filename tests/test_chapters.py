@@ -156,6 +156,28 @@ def test_a_cell_over_the_timeout_and_a_dead_kernel_fail_their_chapter_only(tmp_p
     assert (tmp_path / "out/zh/00_slow.ipynb").is_file() and summary["failed"] == 2
 
 
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+@pytest.mark.parametrize("tmpdir_length", [10, 120], ids=["short-tmpdir", "long-tmpdir"])
+def test_kernels_talk_over_sockets_of_their_own_so_parallel_starts_cannot_collide(tmp_path, monkeypatch,
+                                                                                 tmpdir_length):
+    # over TCP two kernels starting at once (--jobs) could pick the same free port: one died at start
+    # ("Address already in use", reported as "Kernel didn't respond in 60 seconds")
+    pytest.importorskip("papermill")
+    tmpdir = tmp_path / ("t" * tmpdir_length)  # a long TMPDIR: the socket path must still fit 107 bytes
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    book = tmp_path / "book"
+    _write_notebook(book / "chapters/en/00_sockets.ipynb",
+                    "import json\nfrom ipykernel import get_connection_info\n"
+                    "info = json.loads(get_connection_info())\n"
+                    "assert info['transport'] == 'ipc', info\nassert len(info['ip']) < 100, info['ip']")
+    before = set(Path("/tmp").glob("depthlib-k-*"))
+    summary = chapters.run_chapters(None, book=book, out=tmp_path / "out", progress=False)
+    assert summary["chapters"][0]["status"] == "ok", summary["chapters"][0]["error"]
+    assert set(Path("/tmp").glob("depthlib-k-*")) <= before and not list(tmpdir.iterdir())  # nothing left
+
+
 def test_jobs_run_chapters_at_once_each_with_its_own_records_and_threads(tmp_path, monkeypatch, capsys):
     pytest.importorskip("papermill")
     monkeypatch.delenv(RECORD_ENV, raising=False)
