@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["save_atomic", "read_torch_file", "load_model_state", "load_weights", "load_model", "export_weights",
            "check_export_target", "check_run_folder",
-           "clean_run_folder", "run_differences", "trim_log", "read_log", "read_training_state", "ARCHITECTURE_KEYS"]
+           "clean_run_folder", "run_differences", "trim_log", "has_epoch_record", "read_log", "read_training_state", "ARCHITECTURE_KEYS"]
 
 import json
 import os
@@ -186,18 +186,33 @@ def trim_log(path, step: int) -> int:
     if not path.is_file():
         return 0
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = []
-    for line in lines:
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, AttributeError):
-            continue
+    kept = [line for line, record in _log_lines(lines) if record.get("step", 0) <= step]
     if len(kept) != len(lines):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(tmp, path)
     return len(lines) - len(kept)
+
+
+def _log_lines(lines):
+    """(line, record) for each line of a log that holds a JSON object; a line cut off by a kill is skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            yield line, record
+
+
+def has_epoch_record(path, epoch: int, step: int) -> bool:
+    """Whether the ``log.jsonl`` at ``path`` holds the record of ``epoch`` ending at ``step`` (a resumed
+    run logs an epoch record its stopped run saved but may not have logged)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    return any("seconds" in record and (record.get("epoch"), record.get("step")) == (epoch, step)
+               for _, record in _log_lines(path.read_text(encoding="utf-8").splitlines()))
 
 
 def load_weights(path, map_location="cpu"):

@@ -21,8 +21,8 @@ from typing import Callable, Optional, Union
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from depthlib.checkpoint_io import (check_run_folder, clean_run_folder, export_weights, load_weights,
-                                    read_log, read_torch_file, read_training_state, run_differences, save_atomic,
+from depthlib.checkpoint_io import (check_run_folder, clean_run_folder, export_weights, has_epoch_record,
+                                    load_weights, read_log, read_torch_file, read_training_state, run_differences, save_atomic,
                                     trim_log)
 from depthlib.runtime import (COMPILE_MODES, PROGRESS_ENV, distributed_context, forward_model, join_processes,
                               main_thread, model_for_processes, native_bf16, progress_bar, rng_state,
@@ -352,7 +352,7 @@ class Trainer:
     def _close_epoch(self, record: dict, resumed: bool = False) -> dict:
         """Validate (when there is ``evaluate``) and log an epoch's record; ``resumed``: it comes from the
         checkpoint of a run stopped before logging it, so it is logged only if that run did not."""
-        if not (resumed and _logged(self.out_dir / "log.jsonl", record)):
+        if not (resumed and has_epoch_record(self.out_dir / "log.jsonl", record["epoch"], record["step"])):
             if self.evaluate is not None:
                 # every process validates (the same weights, the same result): none waits in a
                 # collective while rank 0 alone validates, which NCCL ends with a time-out
@@ -435,20 +435,6 @@ def _lr_factor(schedule: str, total: int, warmup: int) -> Callable[[int], float]
 
 def _new_epoch_progress() -> dict:
     return {"sums": {}, "count": 0, "seconds": 0.0}
-
-
-def _logged(path: Path, record: dict) -> bool:
-    """Whether ``log.jsonl`` at ``path`` already holds this epoch record (same epoch and step)."""
-    if not path.is_file():
-        return False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "seconds" in entry and (entry.get("epoch"), entry.get("step")) == (record["epoch"], record["step"]):
-            return True
-    return False
 
 
 _KEEP_ON_RESUME = ("init",)  # metadata a resume keeps from the checkpoint: where the run started

@@ -305,10 +305,7 @@ def write_ply(path, points, colors=None):
     points: (N, 3) finite, stored as float32 x y z. colors: (N, 3) uint8 (or float in [0, 1]) stored
     as uchar red green blue, or None. Returns ``path``.
     """
-    points = as_point_array(points)
-    if not np.isfinite(points).all():
-        row = int(np.flatnonzero(~np.isfinite(points).all(1))[0])
-        raise ValueError(f"write_ply({path}): points row {row} is {points[row]}, expected finite coordinates")
+    points = as_point_array(points, f"write_ply({path}): points", finite=True)
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if colors is not None:
         colors = as_point_array(colors, "colors", expected=points.shape)
