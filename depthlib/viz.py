@@ -305,7 +305,8 @@ def show_refinement_panels(images, gt, initial, refined, valid, depth_interval, 
     if images.dim() != 4 or len(images) != len(gt) or not samples:
         raise ValueError(f"images {tuple(images.shape)} for {len(gt)} depth maps, samples {samples}: expected "
                          "(N, 3, H, W) and at least one sample")
-    interval = torch.as_tensor(depth_interval).reshape(-1, 1, 1, 1).expand(len(gt), 1, 1, 1)
+    interval = torch.as_tensor(depth_interval, dtype=gt.dtype, device=gt.device).reshape(-1, 1, 1, 1).expand(
+        len(gt), 1, 1, 1)
     fig, axes = plt.subplots(len(samples), 7, figsize=(15, 0.4 + 1.8 * len(samples)), layout="constrained",
                              squeeze=False)
     vmin, vmax = gt[valid].min().item(), gt[valid].max().item()

@@ -258,14 +258,16 @@ def test_shipped_cascade_on_cuda_forward_amp_step_and_autocast_eval(tmp_path, no
     trainer = Trainer(model.train(), TensorDataset(torch.zeros(4)), CasMVSNetTask(model.stages), tmp_path / "run",
                       TrainConfig(amp=amp, batch_size=4, progress=False, device="cuda"))
     assert trainer.amp_dtype == dtype
-    losses = trainer._train_step(trainer._to_device(batch))
+    losses = trainer.train_step(trainer.to_device(batch))
     assert {"total", "stage1", "stage2", "stage3"} <= set(losses) and all(map(math.isfinite, losses.values())), losses
 
 
 def _compiled_and_eager_steps(tmp_path, device, mode, steps=4):
     """Losses of ``steps`` training steps and the BN running mean after them, eager and compiled
     in ``mode``, for a small conv net with batch norm (its running statistics are buffers that
-    every step updates in place, which CUDA graphs must carry along)."""
+    every step updates in place, which CUDA graphs must carry along). In fp32 (``amp="off"``; "auto"
+    would be bf16 on this GPU): compiled kernels need not round bf16 intermediates where eager
+    does, and the comparison is about compilation, not precision."""
     from torch import nn
     from torch.utils.data import DataLoader
 
@@ -280,7 +282,8 @@ def _compiled_and_eager_steps(tmp_path, device, mode, steps=4):
         net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                             nn.Conv2d(8, 1, 3, padding=1))
         trainer = Trainer(net, ToySet(), ToyTask(), tmp_path / str(compile),
-                          TrainConfig(batch_size=4, lr=1e-2, compile=compile, progress=False, device=device))
+                          TrainConfig(batch_size=4, lr=1e-2, compile=compile, amp="off", progress=False,
+                                      device=device))
         on_device = trainer.to_device(batch)
         losses = [trainer.train_step(on_device)["total"] for _ in range(steps)]
         results[compile] = losses, trainer.model[1].running_mean.detach().cpu().clone()
@@ -324,3 +327,63 @@ def test_collected_outputs_of_models_on_cuda_come_back_to_the_cpu(raw_set):
     tensors += [band for result in results for band in (result["bands"] or []) + result["stages"]]
     assert tensors and all(tensor.device.type == "cpu" for tensor in tensors)
     torch.testing.assert_close(results[0]["cascade"], dataset[0]["imgs"].mean().expand(1, 64, 64))
+
+
+def figure_arrays(device):
+    """Draw every chapter figure helper that takes tensors (chapters 06-12) from inputs on ``device``
+    (the depth interval of the refinement panels stays a CPU tensor, as chapter 09 passes it) and
+    return {helper: [the arrays of its images and the y data of its lines]}, all NumPy."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from depthlib import viz
+    from depthlib.pointclouds import draw_fused_cloud
+
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator).to(device)
+
+    n, planes, h, w = 2, 6, 4, 5
+    image, images = rand(3, 4 * h, 4 * w), rand(n, 3, 4 * h, 4 * w)
+    gt = 500 + 100 * rand(n, 1, h, w)
+    depth, refined = gt + 10 * rand(n, 1, h, w), gt + 5 * rand(n, 1, h, w)
+    valid, confidence = rand(n, 1, h, w) > 0.2, rand(n, 1, h, w)
+    depth_values = torch.linspace(450.0, 650.0, planes, device=device).expand(n, planes)
+    cost = rand(n, planes, h, w)
+    figures = {
+        "show_depth_panels": viz.show_depth_panels(image, {"estimate": depth[0, 0]}, gt=gt[0, 0], unit="mm"),
+        "show_cost_curves": viz.show_cost_curves(image, cost[0], depth_values[0], gt[0, 0], [[1, 2]],
+                                                 torch.arange(-2, 3, device=device), rand(5)),
+        "show_depth_distributions": viz.show_depth_distributions(depth_values, cost, cost.softmax(1), gt, depth,
+                                                                 confidence, {"a pixel": (1, 2, 3)}),
+        "show_confidence_panels": viz.show_confidence_panels(image, depth[0], gt[0], valid[0], confidence[0],
+                                                             torch.tensor(2.5, device=device)),
+        "show_refinement_panels": viz.show_refinement_panels(images, gt, depth, refined, valid,
+                                                             torch.tensor([10.0, 20.0]), samples=[0, 1]),
+        "show_hypothesis_bands": viz.show_hypothesis_bands([depth_values[0, :, None, None].expand(planes, h, w)],
+                                                           gt[0], depth[0], row=1),
+    }
+    fig = plt.figure()
+    draw_fused_cloud(fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d"), image, valid[0, 0],
+                     100 * rand(50, 3), rand(50, 3), metrics={"accuracy": 1.0, "completeness": 2.0})
+    figures["draw_fused_cloud"] = fig
+    arrays = {name: [np.ma.filled(np.asarray(im.get_array(), dtype=float), np.nan)
+                     for ax in fig.axes for im in ax.images]
+              + [np.asarray(line.get_ydata(), dtype=float) for ax in fig.axes for line in ax.lines]
+              for name, fig in figures.items()}
+    plt.close("all")
+    return arrays
+
+
+def test_figure_helpers_draw_tensors_on_cuda_as_they_draw_them_on_the_cpu():
+    """The chapters pass the profile's device tensors straight to the figure helpers (chapters 06 and
+    07 CUDA depth maps); each helper draws them as it draws the same tensors on the CPU."""
+    import numpy as np
+
+    on_cpu, on_cuda = figure_arrays("cpu"), figure_arrays("cuda")
+    assert on_cuda.keys() == on_cpu.keys()
+    for name in on_cpu:
+        assert len(on_cuda[name]) == len(on_cpu[name]) > 0, name
+        for a, b in zip(on_cuda[name], on_cpu[name]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)

@@ -473,12 +473,14 @@ def test_a_training_step_on_another_device_creates_no_tensor_on_the_cpu(monkeypa
 def test_the_warp_masks_and_baselines_on_another_device_create_no_tensor_on_the_cpu(monkeypatch):
     """The same check (see above) for the tensor functions chapters call on the profile's device:
     fusion's geometric mask, the plane-sweep baseline, the cascade's hypotheses, DenseDepth's
-    prediction at its own size, the edge-band regions and SSIM."""
+    prediction at its own size, the edge-band regions, SSIM, chapter 07's count of the source
+    views that see a pixel and chapter 00's projection of points into every view."""
     from depthlib.fusion import geometric_mask, photometric_mask
+    from depthlib.geometry import project_into_views
     from depthlib.losses import ssim
     from depthlib.metrics import depth_edge_regions, eigen_crop
     from depthlib.models import densedepth_small, predict_depth, stage_hypotheses
-    from depthlib.planesweep import plane_sweep_depth
+    from depthlib.planesweep import count_seeing_sources, plane_sweep_depth
 
     monkeypatch.setattr(torch, "autocast", _AutocastOffTheMetaDevice)
     meta = torch.device("meta")
@@ -497,6 +499,8 @@ def test_the_warp_masks_and_baselines_on_another_device_create_no_tensor_on_the_
         "depth_edge_regions": depth_edge_regions(depth, None, torch.ones(3, device=meta)),
         "eigen_crop": eigen_crop(32, 48, device=meta),
         "ssim": ssim(depth, depth.flip(-1), 2.0),
+        "count_seeing_sources": count_seeing_sources(proj, planes[:, :1, None, None].expand(1, 1, 8, 12)),
+        "project_into_views": project_into_views(torch.rand(3, 10, device=meta), depth[:, 0], K[0], E),
     }
     parts = {name: (value if isinstance(value, dict) else dict(enumerate(value)) if isinstance(value, (tuple, list))
                     else {0: value}) for name, value in outputs.items()}

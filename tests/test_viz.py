@@ -474,3 +474,14 @@ def test_confidence_panels_show_the_error_up_to_k_intervals_blank_without_gt_and
     assert labels == ["abs. error (mm)", "confidence"]
     with pytest.raises(ValueError, match=r"valid \(2, 2\).*expected \(3, H, W\) and the maps in one shape"):
         show_confidence_panels(image, depth, gt, valid[0, :, :2], confidence, 2.5)
+
+
+def test_the_figures_the_cuda_test_compares_are_drawn_on_the_cpu_too():
+    """tests/test_cuda.py compares every figure helper's drawing of CUDA tensors with its drawing of
+    CPU ones; CI has no GPU, so this keeps that test's inputs valid for every helper it names."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_cuda import figure_arrays
+
+    arrays = figure_arrays("cpu")
+    assert set(arrays) >= {"show_depth_panels", "show_refinement_panels", "draw_fused_cloud"}
+    assert all(arrays.values()) and all(a.size for drawn in arrays.values() for a in drawn)
