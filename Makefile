@@ -25,8 +25,10 @@ venv: $(STAMP)
 # Every notebook of both editions under nbval (inside the venv's kernel). nbval ends each kernel
 # with a kill, so the chapters' temporary folders (tempfile, removed when a kernel exits normally;
 # chapter 06's is 32 MB) would stay behind: the kernels get a TMPDIR of their own, removed after.
+# CUDA_VISIBLE_DEVICES empty: the CPU path, as in CI, on a GPU machine too (make gpu-check runs the
+# chapters on the GPU).
 NBVAL = tmp=$$(mktemp -d -t depth-book-nbval-XXXXXX) && \
-	{ TMPDIR=$$tmp $(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh; \
+	{ CUDA_VISIBLE_DEVICES= TMPDIR=$$tmp $(PY) -m pytest --nbval-lax --nbval-kernel-name python3 -p no:cacheprovider chapters/en chapters/zh; \
 	status=$$?; rm -rf "$$tmp"; exit $$status; }
 
 # Unit tests, then every notebook of both editions under nbval.

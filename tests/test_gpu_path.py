@@ -507,3 +507,12 @@ def test_the_warp_masks_and_baselines_on_another_device_create_no_tensor_on_the_
     tensors = {f"{name}[{k}]": t for name, value in parts.items() for k, t in value.items() if torch.is_tensor(t)}
     assert {name.split("[")[0] for name in tensors} == set(outputs)  # every function gave tensors
     assert [name for name, t in tensors.items() if t.device.type != "meta"] == []
+
+
+def test_the_cpu_suite_sees_no_gpu_even_on_a_gpu_machine(tmp_path):
+    """tests/conftest.py hides CUDA from every test not marked ``cuda`` (in process and in the
+    processes a test starts), so the unit suite tests on a GPU machine what CI tests: a Trainer
+    left to choose its device trains on the CPU."""
+    assert not torch.cuda.is_available()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert make_trainer(tmp_path).device.type == "cpu"
