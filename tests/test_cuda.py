@@ -18,6 +18,7 @@ from test_casmvsnet import ImageMean, raw_set  # noqa: E402,F401 (raw_set: a fix
 from test_gpu_path import (autocast_agreement, cascade_test_scan, dtu_like_warp_inputs,  # noqa: E402
                            sampled_pixels)
 from test_mvsnet import dtu_like_items  # noqa: E402
+from test_reconstruction import scan_root  # noqa: E402,F401 (a fixture)
 from toy_training import make_trainer  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -387,3 +388,39 @@ def test_figure_helpers_draw_tensors_on_cuda_as_they_draw_them_on_the_cpu():
         assert len(on_cuda[name]) == len(on_cpu[name]) > 0, name
         for a, b in zip(on_cuda[name], on_cpu[name]):
             np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)
+
+
+def evaluations(device, raw_root, scan_root):
+    """What chapters 08-12 evaluate with a model on the profile's device, for models with random
+    weights (seed 0) on ``device``: ``evaluate_mvsnet`` with the edge band, ``evaluate_casmvsnet``
+    beside an MVSNet, and ``score_scan`` fusing every pixel (no filter). {name: metrics dict}."""
+    from depthlib.data import DTUMVSFull, write_raw_depths
+    from depthlib.metrics import evaluate_mvsnet
+    from depthlib.models import CasMVSNet, MVSNet
+    from depthlib.models.casmvsnet import evaluate_casmvsnet
+    from depthlib.profiles import strict_fp32
+    from depthlib.reconstruction import score_scan
+
+    torch.manual_seed(0)
+    mvsnet, cascade = MVSNet(refine=True).eval().to(device), CasMVSNet().eval().to(device)
+    write_raw_depths(raw_root, seed=3)
+    with strict_fp32():
+        return {
+            "evaluate_mvsnet": evaluate_mvsnet(mvsnet, dtu_like_items(3, height=64, width=64, seed=1),
+                                               batch_size=2, edge_band=True),
+            "evaluate_casmvsnet": evaluate_casmvsnet(cascade, DTUMVSFull(raw_root, "test", n_views=3),
+                                                     mvsnet=mvsnet, interval_planes=32),
+            "score_scan": score_scan(scan_root, "scan9", model=mvsnet, n_depths=8, photometric_threshold=0.0,
+                                     min_views=0),
+        }
+
+
+def test_evaluations_of_a_model_on_cuda_agree_with_the_cpu(raw_set, scan_root):
+    """The evaluations take the model's device and bring their sums back once: on CUDA they give the
+    CPU's numbers, to round-off (a pixel's error sitting on a less-one threshold may flip: one
+    pixel of the 768 or more pooled is 1.3e-3)."""
+    on_cpu, on_cuda = (evaluations(device, raw_set, scan_root) for device in ("cpu", "cuda"))
+    for name, expected in on_cpu.items():
+        assert on_cuda[name].keys() == expected.keys(), name
+        for key, value in expected.items():
+            assert on_cuda[name][key] == pytest.approx(value, rel=1e-3, abs=2e-3), (name, key)

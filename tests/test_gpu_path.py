@@ -516,3 +516,22 @@ def test_the_cpu_suite_sees_no_gpu_even_on_a_gpu_machine(tmp_path):
     assert not torch.cuda.is_available()
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     assert make_trainer(tmp_path).device.type == "cpu"
+
+
+def test_the_evaluations_the_cuda_test_compares_run_on_the_cpu(tmp_path):
+    """tests/test_cuda.py compares evaluate_mvsnet, evaluate_casmvsnet and score_scan of models on
+    CUDA with the same on the CPU; CI has no GPU, so this keeps that comparison's inputs valid."""
+    import math
+
+    from depthlib.data import write_dtu_like
+    from test_cuda import evaluations
+
+    raw = write_dtu_like(tmp_path / "raw", n_scans=2, n_views=4, height=64, width=64, n_lights=1, seed=3)
+    scan = write_dtu_like(tmp_path / "scan", n_scans=1, n_views=6, height=64, width=96, n_lights=1, seed=0,
+                          scan_ids=[9], splits={"test": [9]})
+    results = evaluations("cpu", raw, scan)
+    assert set(results) == {"evaluate_mvsnet", "evaluate_casmvsnet", "score_scan"}
+    assert {"band_mae", "refined_mae"} <= set(results["evaluate_mvsnet"])
+    assert {"mae", "stage1_mae", "mvsnet_mae"} <= set(results["evaluate_casmvsnet"])
+    assert results["score_scan"]["points"] == 6 * 16 * 24          # every pixel: no filter
+    assert all(math.isfinite(v) for metrics in results.values() for v in metrics.values())
