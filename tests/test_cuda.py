@@ -189,6 +189,29 @@ def test_train_eval_infer_fuse_on_cuda(tmp_path):
     assert re.search(r"fused [1-9]\d* points", out)
 
 
+def test_train_eval_infer_casmvsnet_on_cuda(tmp_path):
+    """The cascade's commands on CUDA (chapter 12's; its exercises train it): training from an MVSNet
+    with validation, evaluation beside that MVSNet, and inference of every view of a scan."""
+    cpu = ["--profile", "cpu"]
+    _cli("render", "dtu", "--out", "dtu", "--size", "64x64", "--n-scans", "2", "--n-views", "4", "--n-lights", "1",
+         "--raw-depths", *cpu, cwd=tmp_path)
+    torch.manual_seed(0)
+    from depthlib.models import MVSNet
+
+    torch.save({"model": MVSNet().state_dict(), "metadata": {"model": "mvsnet", "n_views": 3, "n_depths": 8}},
+               tmp_path / "mvsnet.pt")
+    stages = ["--planes", "16,8", "--interval-ratios", "4,1", "--scales", "4,1", "--loss-weights", "0.5,2"]
+    out = _cli("train", "casmvsnet", "--data", "dtu:dtu", "--out", "cas", "--epochs", "1", "--batch-size", "2",
+               "--n-depths", "64", "--init", "mvsnet.pt", "--val", "--no-progress", *stages, *cpu, cwd=tmp_path)
+    assert "device cuda" in out and "val_less_one" in out and "train_stage2" in out
+    out = _cli("eval", "casmvsnet", "--ckpt", "cas/checkpoint.pt", "--data", "dtu:dtu", "--mvsnet", "mvsnet.pt",
+               "--interval-planes", "8", *cpu, cwd=tmp_path)
+    assert "| final (full resolution)" in out and "| MVSNet" in out
+    out = _cli("infer", "casmvsnet", "--ckpt", "cas/checkpoint.pt", "--data", "dtu:dtu", "--scan", "scan2",
+               "--out", "infer", *cpu, cwd=tmp_path)
+    assert "for 4 views" in out
+
+
 def _nccl_worker(rank, world_size, port, out_dir):
     from toy_training import make_trainer as make
 
