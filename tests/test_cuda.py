@@ -15,8 +15,8 @@ from depthlib.train import TrainConfig, Trainer, native_bf16
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_casmvsnet import ImageMean, raw_set  # noqa: E402,F401 (raw_set: a fixture)
-from test_gpu_path import (autocast_agreement, cascade_test_scan, dtu_like_warp_inputs,  # noqa: E402
-                           sampled_pixels)
+from test_gpu_path import (autocast_agreement, cascade_test_scan, channels_last_losses,  # noqa: E402
+                           dtu_like_warp_inputs, sampled_pixels)
 from test_mvsnet import dtu_like_items  # noqa: E402
 from test_reconstruction import scan_root  # noqa: E402,F401 (a fixture)
 from toy_training import make_trainer  # noqa: E402
@@ -210,6 +210,14 @@ def test_train_eval_infer_casmvsnet_on_cuda(tmp_path):
     out = _cli("infer", "casmvsnet", "--ckpt", "cas/checkpoint.pt", "--data", "dtu:dtu", "--scan", "scan2",
                "--out", "infer", *cpu, cwd=tmp_path)
     assert "for 4 views" in out
+
+
+def test_mvsnet_trains_in_channels_last_on_cuda(tmp_path, no_tf32):
+    """cuDNN's 2D and 3D convolutions in channels_last (the fast path's layout; chapter 11) compute
+    MVSNet's training loss as the default layout does, in fp32 without TF32, up to the order of
+    the sums (relative 1e-4, as on the CPU)."""
+    losses = channels_last_losses(tmp_path, "cuda")
+    assert abs(losses[True] - losses[False]) < 1e-4 * abs(losses[False])
 
 
 def _nccl_worker(rank, world_size, port, out_dir):

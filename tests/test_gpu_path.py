@@ -326,9 +326,9 @@ def test_kernel_names_fall_into_the_categories_the_benchmark_reports():
     assert {name: kernel_category(name) for name in names} == names
 
 
-def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
-    """model.to(memory_format=channels_last) refuses 5-D weights; the Trainer puts 2D convolutions in
-    channels_last and 3D ones in channels_last_3d, and the step computes the same loss."""
+def channels_last_losses(tmp_path, device):
+    """One MVSNet training step (fp32) on ``device`` in the default layout and in channels_last:
+    {channels_last: loss}. Checks the layout the Trainer gave the weights on the way."""
     from torch.utils.data import TensorDataset
 
     from depthlib.bench import mvsnet_batch
@@ -339,13 +339,21 @@ def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
     losses = {}
     for channels_last in (False, True):
         torch.manual_seed(0)
-        trainer = Trainer(MVSNet(), TensorDataset(torch.zeros(2)), MVSNetTask(), tmp_path,
-                          TrainConfig(batch_size=1, channels_last=channels_last, progress=False, device="cpu"))
+        trainer = Trainer(MVSNet(), TensorDataset(torch.zeros(2)), MVSNetTask(), tmp_path / str(channels_last),
+                          TrainConfig(batch_size=1, channels_last=channels_last, amp="off", progress=False,
+                                      device=device))
         if channels_last:
             conv3d = trainer.model.cost_regularization.conv0[0].weight
             assert conv3d.is_contiguous(memory_format=torch.channels_last_3d)
             assert trainer.model.feature.layers[0][0].weight.is_contiguous(memory_format=torch.channels_last)
         losses[channels_last] = trainer.train_step(trainer.to_device(batch))["total"]
+    return losses
+
+
+def test_mvsnet_trains_in_channels_last_with_its_3d_convolutions_too(tmp_path):
+    """model.to(memory_format=channels_last) refuses 5-D weights; the Trainer puts 2D convolutions in
+    channels_last and 3D ones in channels_last_3d, and the step computes the same loss."""
+    losses = channels_last_losses(tmp_path, "cpu")
     assert abs(losses[True] - losses[False]) < 1e-4 * abs(losses[False])
 
 
