@@ -168,7 +168,7 @@ def _fuse(args) -> int:
             f"the photometric filter (confidence > {args.photometric_threshold:g}), {counts['geometric']} the "
             f"geometric one (>= {args.min_views} agreeing views), {counts['kept']} both")
     if len(points) == 0:  # valid, but almost surely a mistake: say which filter removed everything
-        print(f"error: fused 0 points from {len(stats['views'])} views ({kept}); no PLY written. Check the "
+        print(f"python -m depthlib: error: fused 0 points from {len(stats['views'])} views ({kept}); no PLY written. Check the "
               "thresholds, --depth-folder and that cams/ hold K at the depth-map resolution", file=sys.stderr)
         return 1
     write_ply(args.out, points, colors)
@@ -340,7 +340,7 @@ def _add_infer_command(commands) -> None:
                        help="a folder in MVSNet's test layout (images/, cams/, pair.txt), or with --data a scan "
                             "name of the training layout (e.g. scan9)")
     infer.add_argument("--data", help="'synthetic' or 'dtu:PATH': read --scan from that training-layout set")
-    infer.add_argument("--out", required=True, help="output folder: depth_est/, confidence/, cams/, images/")
+    infer.add_argument("--out", required=True, help="output folder: depth_est/, depth_init/, confidence/, cams/, images/, pair.txt")
     infer.add_argument("--profile", default="auto")
     infer.add_argument("--size", type=arg.size32,
                        help="test layout: resize images to HEIGHTxWIDTH; --data synthetic: render the set at this size "
@@ -404,9 +404,9 @@ _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErr
                 ConnectionError, FloatingPointError)
 
 
-def _run_command_line(argv=None) -> int:
-    """``main`` for the shell: a user error is one line on stderr and exit status 1
-    (DEPTHLIB_TRACEBACK=1 shows the traceback instead)."""
+def run_command_line(argv=None) -> int:
+    """``main`` for the shell (``python -m depthlib`` and the ``depthlib`` script): a user error is
+    one line on stderr and exit status 1 (DEPTHLIB_TRACEBACK=1 shows the traceback instead)."""
     try:
         return main(argv)
     except _USER_ERRORS as error:
@@ -417,4 +417,4 @@ def _run_command_line(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_run_command_line())
+    sys.exit(run_command_line())

@@ -425,7 +425,8 @@ def main(argv=None) -> int:
     run = commands.add_parser("run", help="execute chapters; write executed notebooks and a summary")
     run.add_argument("chapters", nargs="*", metavar="CHAPTER", help="05, 05_training or a path (default: all)")
     run.add_argument("--lang", choices=[*LANGS, "both"], default="en")
-    run.add_argument("--profile", choices=["cpu", "gpu", "auto"], default="cpu")
+    run.add_argument("--profile", choices=["cpu", "gpu", "auto"], default="cpu",
+                     help="the chapters' profile (default: cpu; auto: gpu when CUDA is there)")
     run.add_argument("--out", default="runs/chapters", help="output folder (default: runs/chapters)")
     run.add_argument("--book", default=".", help="the book's root folder (default: .)")
     run.add_argument("--timeout", type=float, default=600, help="seconds per cell (default: 600)")

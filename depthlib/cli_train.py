@@ -117,9 +117,9 @@ def fit_and_report(trainer, args) -> int:
               f"{trainer.config.epochs} (raise --epochs to train on)")
     if trainer.failed_validations:
         epochs = ", ".join(str(epoch) for epoch, _ in trainer.failed_validations)
-        print(f"error: validation failed after epoch(s) {epochs}: {trainer.failed_validations[-1][1]}; the "
-              f"checkpoints are saved in {trainer.out_dir} and log.jsonl records val_error (fix the test data, "
-              "then run eval)", file=sys.stderr)
+        print(f"python -m depthlib: error: validation failed after epoch(s) {epochs}: "
+              f"{trainer.failed_validations[-1][1]}; the checkpoints are saved in {trainer.out_dir} and log.jsonl "
+              "records val_error (fix the test data, then run eval)", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,7 @@ untouched. Data sets are hand-made in the real layouts (a few 64x64 images), mod
 """
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,20 @@ def test_export_onto_its_own_checkpoint_is_refused_in_one_line(densedepth_run):
     assert torch.load(checkpoint, weights_only=True)["optimizer"]  # still a resumable training checkpoint
 
 
+def test_the_depthlib_script_reports_a_user_error_in_one_line_as_python_m_depthlib_does(tmp_path, capsys):
+    """pip's ``depthlib`` command runs the [project.scripts] target: the same one-line error and exit
+    status 1 as ``python -m depthlib``, not a traceback (it pointed at ``main``, which has no handler)."""
+    import importlib
+    import tomllib
+
+    target = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]["depthlib"]
+    module, name = target.split(":")
+    script = getattr(importlib.import_module(module), name)
+    assert script(["fuse", "--scan", str(tmp_path), "--out", str(tmp_path / "cloud.ply")]) == 1  # no pair.txt
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m depthlib: error: ") and "pair.txt" in err
+
+
 def test_failing_validation_after_an_epoch_keeps_its_checkpoint_and_exits_1(tmp_path, capsys):
     data = _dtu(tmp_path / "dtu", val_depth=0.0)  # the val split has no valid pixel
     run = tmp_path / "run"
@@ -127,7 +142,8 @@ def test_failing_validation_after_an_epoch_keeps_its_checkpoint_and_exits_1(tmp_
                  "--n-views", "3", "--n-depths", "8", "--val", "--profile", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "error: validation failed after epoch(s) 0, 1: ValueError: evaluate_mvsnet: no valid pixel" in err
+    assert ("\npython -m depthlib: error: validation failed after epoch(s) 0, 1: ValueError: evaluate_mvsnet: "
+            "no valid pixel") in err  # after each epoch's warning
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (2, 2)  # both epochs trained and saved
     assert [r["val_error"][:40] for r in read_log(run) if "train_total" in r] == \
@@ -278,8 +294,8 @@ def test_fusion_keeping_no_point_exits_1_with_the_count_of_each_filter(tmp_path,
     code = main(["fuse", "--scan", str(scan), "--out", str(tmp_path / "cloud.ply"), "--min-views", "1"])
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "cloud.ply").exists()
-    assert ("error: fused 0 points from 2 views (of 128 reference pixels 128 have depth, 0 pass the photometric filter "
-            "(confidence > 0.8)") in err and "no PLY written" in err
+    assert err.startswith("python -m depthlib: error: fused 0 points from 2 views (of 128 reference pixels 128 have depth, 0 pass the photometric filter "
+                          "(confidence > 0.8)") and "no PLY written" in err
     assert main(["fuse", "--scan", str(scan), "--out", str(tmp_path / "cloud.ply"), "--min-views", "0",
                  "--photometric-threshold", "0.4"]) == 0  # the same maps, thresholds that keep them
     assert "filters: of 128 reference pixels 128 have depth, 128 pass the photometric" in capsys.readouterr().out
