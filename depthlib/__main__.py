@@ -24,6 +24,7 @@ from depthlib import cli_args as arg
 
 def _render(args) -> int:
     from depthlib.data import write_dtu_like, write_nyu_like
+    from depthlib.data.dtu import dtu_splits
     from depthlib.profiles import get_profile
 
     profile = get_profile(args.profile)
@@ -43,8 +44,11 @@ def _render(args) -> int:
         n_scans = arg.first_given(args.n_scans, profile.mvs_train_scans + profile.mvs_test_scans)
         n_views = arg.first_given(args.n_views, profile.mvs_views_per_scan)
         n_lights = arg.first_given(args.n_lights, profile.mvs_lights)
+        scan_ids = range(args.first_scan, args.first_scan + n_scans)
+        # the profile's set: its own test scans, as dtu_synthetic writes it; --n-scans: the last fifth
+        splits = dtu_splits(scan_ids, profile.mvs_test_scans) if args.n_scans is None else None
         out = write_dtu_like(args.out, n_scans=n_scans, n_views=n_views, height=height, width=width, n_lights=n_lights,
-                             seed=args.seed, scan_ids=range(args.first_scan, args.first_scan + n_scans))
+                             seed=args.seed, scan_ids=scan_ids, splits=splits)
         if args.raw_depths:  # CasMVSNet's full-resolution depth maps (train casmvsnet --data dtu:OUT)
             from depthlib.data import write_raw_depths
             write_raw_depths(out, seed=args.seed)
@@ -379,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--n-train", type=arg.count, help="nyu: training frames")
     render.add_argument("--n-test", type=arg.count, help="nyu: test frames")
     render.add_argument("--zip", action="store_true", help="nyu: also pack nyu_data.zip, like DenseDepth's download")
-    render.add_argument("--n-scans", type=arg.positive, help="dtu: number of scans")
+    render.add_argument("--n-scans", type=arg.positive,
+                        help="dtu: number of scans (default: the profile's, with its test scans; given: the last fifth "
+                             "are the test and val scans)")
     render.add_argument("--first-scan", type=arg.positive, default=1,
                         help="dtu: scans are numbered from this one (scan N shows scene 10000 * seed + N)")
     render.add_argument("--n-views", type=arg.views, help="dtu: views per scan")

@@ -37,6 +37,38 @@ def test_render_dtu_first_scan_numbers_the_scans_from_it(tmp_path, capsys):
     assert "--first-scan" in error and "'0'" in error and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_render_dtu_with_the_profiles_scans_splits_them_as_the_profiles_cached_set(tmp_path, monkeypatch, profile):
+    """``render dtu --profile P`` and ``dtu_synthetic(P)`` (the chapters' set) hold the same test scans:
+    the gpu profile's 24 + 4 scans once rendered 5 test scans here (a fifth of 28) and 4 there."""
+    import depthlib.data
+    import depthlib.data.dtu
+    from depthlib.data import dtu_synthetic
+
+    written = []
+
+    def record(root, n_scans, *args, splits=None, scan_ids=None, **kwargs):
+        written.append(splits if splits is not None else depthlib.data.dtu.dtu_splits(scan_ids or range(1, n_scans + 1)))
+        return root
+
+    monkeypatch.setattr(depthlib.data, "write_dtu_like", record)
+    monkeypatch.setattr(depthlib.data.dtu, "write_dtu_like", record)
+    assert main(["render", "dtu", "--out", str(tmp_path / "cli"), "--profile", profile]) == 0
+    dtu_synthetic(profile, cache_dir=tmp_path / "cache")
+    cli, cached = written
+    assert cli == cached
+    assert len(cached["test"]) == {"cpu": 2, "gpu": 4}[profile] and cached["val"] == cached["test"]
+
+
+def test_dtu_splits_take_the_last_scans_for_test_and_refuse_a_test_set_of_all_of_them():
+    from depthlib.data.dtu import dtu_splits
+
+    assert dtu_splits(range(1, 11)) == {"train": list(range(1, 9)), "val": [9, 10], "test": [9, 10]}
+    assert dtu_splits([5, 6, 7], 1)["test"] == [7] and dtu_splits([3])["train"] == [3] == dtu_splits([3])["test"]
+    with pytest.raises(ValueError, match="3 test scans of 3"):
+        dtu_splits([1, 2, 3], 3)
+
+
 def test_bad_size_is_rejected_with_the_expected_form(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["render", "nyu", "--out", str(tmp_path), "--size", "64by80"])

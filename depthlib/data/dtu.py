@@ -127,12 +127,17 @@ def view_tensors(images, intrinsics, extrinsics, ref_cam: dict, n_depths: int, i
             "depth_interval": torch.tensor(depth_interval, dtype=torch.float32)}
 
 
-def _default_splits(scans):
-    """Last fifth of the scans (at least one) -> test and val, the rest -> train; one scan -> all three."""
-    if len(scans) < 2:
-        return {"train": list(scans), "val": list(scans), "test": list(scans)}
-    n_test = max(1, len(scans) // 5)
-    return {"train": list(scans[:-n_test]), "val": list(scans[-n_test:]), "test": list(scans[-n_test:])}
+def dtu_splits(scans, n_test=None):
+    """The last ``n_test`` scans (None: a fifth, at least one) -> test and val, the rest -> train; one
+    scan (or ``n_test`` 0) -> that list for all three."""
+    scans = list(scans)
+    if n_test is None:
+        n_test = max(1, len(scans) // 5) if len(scans) > 1 else 0
+    if not 0 <= n_test < max(len(scans), 1):
+        raise ValueError(f"dtu_splits: {n_test} test scans of {len(scans)}, expected fewer test scans than scans")
+    if n_test == 0:
+        return {"train": scans, "val": scans, "test": scans}
+    return {"train": scans[:-n_test], "val": scans[-n_test:], "test": scans[-n_test:]}
 
 
 def scan_name(scan):
@@ -224,7 +229,7 @@ def write_dtu_like(root, n_scans, n_views=12, height=128, width=160, n_lights=7,
         extrinsic[:3, 3] *= units_per_metre
         write_cam_file(root / f"Cameras/{view:08d}_cam.txt", extrinsic, rig["K_depth"], depth_min, depth_interval)
     write_pair_file(root / "Cameras/pair.txt", _ranked_pairs(sum(s["scores"] for s in scans)))
-    splits = _default_splits(scan_ids) if splits is None else splits
+    splits = dtu_splits(scan_ids) if splits is None else splits
     for split in ("train", "val", "test"):
         names = [scan_name(s) for s in splits.get(split, [])]
         (root / f"lists/{split}.txt").write_text("".join(name + "\n" for name in names), encoding="utf-8")

@@ -89,7 +89,7 @@ def dtu_synthetic(profile=None, *, n_scans=None, n_views=None, size=None, n_ligh
     Example:
         >>> dataset = DTUMVS(dtu_synthetic("cpu"), "train", n_views=3)  # doctest: +SKIP
     """
-    from depthlib.data.dtu import write_dtu_like
+    from depthlib.data.dtu import dtu_splits, write_dtu_like
 
     settings = _resolve_profile(profile)
     height, width = _size(settings.mvs_size if size is None else size, "size")
@@ -103,9 +103,7 @@ def dtu_synthetic(profile=None, *, n_scans=None, n_views=None, size=None, n_ligh
     if n_scans < 1 or n_views < 2 or n_lights < 1 or not 0 <= n_test < n_scans:
         raise ValueError(f"dtu_synthetic: n_scans={n_scans} ({n_test} test), n_views={n_views}, n_lights={n_lights}; "
                          "expected n_scans >= 1 with fewer test than total, n_views >= 2, n_lights >= 1")
-    scan_ids = list(range(1, n_scans + 1))
-    test = scan_ids[n_scans - n_test:] if n_test else scan_ids
-    splits = {"train": scan_ids[:n_scans - n_test], "val": test, "test": test}
+    splits = dtu_splits(range(1, n_scans + 1), n_test)
     folder = cache_root(cache_dir) / (f"dtu-{height}x{width}-{n_scans}scans-{n_test}test-{n_views}views-"
                                       f"{n_lights}lights-seed{seed}-v{FORMAT_VERSION}")
     return _cached(folder, lambda tmp: write_dtu_like(tmp, n_scans, n_views, height, width, n_lights, seed=seed,
