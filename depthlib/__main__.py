@@ -172,8 +172,8 @@ def _fuse(args) -> int:
             f"the photometric filter (confidence > {args.photometric_threshold:g}), {counts['geometric']} the "
             f"geometric one (>= {args.min_views} agreeing views), {counts['kept']} both")
     if len(points) == 0:  # valid, but almost surely a mistake: say which filter removed everything
-        print(f"python -m depthlib: error: fused 0 points from {len(stats['views'])} views ({kept}); no PLY written. Check the "
-              "thresholds, --depth-folder and that cams/ hold K at the depth-map resolution", file=sys.stderr)
+        arg.report_error(f"fused 0 points from {len(stats['views'])} views ({kept}); no PLY written. Check the "
+                         "thresholds, --depth-folder and that cams/ hold K at the depth-map resolution")
         return 1
     write_ply(args.out, points, colors)
     print(f"fused {len(points)} points from {len(stats['views'])} views in {seconds:.2f} s; wrote {args.out}\n"
@@ -344,7 +344,8 @@ def _add_infer_command(commands) -> None:
                        help="a folder in MVSNet's test layout (images/, cams/, pair.txt), or with --data a scan "
                             "name of the training layout (e.g. scan9)")
     infer.add_argument("--data", help="'synthetic' or 'dtu:PATH': read --scan from that training-layout set")
-    infer.add_argument("--out", required=True, help="output folder: depth_est/, depth_init/, confidence/, cams/, images/, pair.txt")
+    infer.add_argument("--out", required=True,
+                       help="output folder: depth_est/, depth_init/, confidence/, cams/, images/, pair.txt")
     infer.add_argument("--profile", default="auto")
     infer.add_argument("--size", type=arg.size32,
                        help="test layout: resize images to HEIGHTxWIDTH; --data synthetic: render the set at this size "
@@ -418,7 +419,7 @@ def run_command_line(argv=None) -> int:
     except _USER_ERRORS as error:
         if os.environ.get("DEPTHLIB_TRACEBACK", "") not in ("", "0"):
             raise
-        print(f"python -m depthlib: error: {error}", file=sys.stderr)
+        arg.report_error(str(error))
         return 1
 
 

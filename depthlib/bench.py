@@ -382,7 +382,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", nargs="?", const=True, default=False, type=compile_mode, metavar="MODE",
                         help="densedepth, models, variants: also time torch.compile, in its default mode or in "
                              "MODE (e.g. reduce-overhead: CUDA graphs)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (default 5; casmvsnet: at most 3; render and kernels: not used)")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed steps per setting (default 5; casmvsnet: at most 3; render and kernels: not used)")
     args = parser.parse_args(argv)
     print(f"# depthlib.bench {args.what}: {device_label()}, {time.strftime('%Y-%m-%d')}")
     if args.what == "models":

@@ -14,11 +14,17 @@ from __future__ import annotations
 
 __all__ = ["integer", "real", "count", "positive", "views", "planes", "positive_real", "non_negative_real", "fraction",
            "size", "size32", "local_file", "weights_file", "pretrained",
-           "compile_mode", "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes"]
+           "compile_mode", "first_given", "nyu_root", "dtu_root", "data_label", "mvs_sizes", "report_error"]
 
 import argparse
 import math
+import sys
 from pathlib import Path
+
+
+def report_error(message: str) -> None:
+    """A user error as every command reports it: one line on stderr, ``python -m depthlib: error: ...``."""
+    print(f"python -m depthlib: error: {message}", file=sys.stderr)
 
 
 def integer(low: int, multiple: int = 1):

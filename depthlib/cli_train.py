@@ -6,10 +6,9 @@ happened. ``depthlib.cascade_cli`` builds the cascade's run on the same function
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from depthlib.cli_args import data_label, dtu_root, first_given, mvs_sizes, nyu_root
+from depthlib.cli_args import data_label, dtu_root, first_given, mvs_sizes, nyu_root, report_error
 
 __all__ = ["prepare_run", "train_config", "previous_run", "check_init", "fit_and_report", "train_densedepth",
            "train_mvsnet"]
@@ -117,9 +116,9 @@ def fit_and_report(trainer, args) -> int:
               f"{trainer.config.epochs} (raise --epochs to train on)")
     if trainer.failed_validations:
         epochs = ", ".join(str(epoch) for epoch, _ in trainer.failed_validations)
-        print(f"python -m depthlib: error: validation failed after epoch(s) {epochs}: "
-              f"{trainer.failed_validations[-1][1]}; the checkpoints are saved in {trainer.out_dir} and log.jsonl "
-              "records val_error (fix the test data, then run eval)", file=sys.stderr)
+        report_error(f"validation failed after epoch(s) {epochs}: {trainer.failed_validations[-1][1]}; the "
+                     f"checkpoints are saved in {trainer.out_dir} and log.jsonl records val_error (fix the test "
+                     "data, then run eval)")
         return 1
     return 0
 

@@ -294,8 +294,8 @@ def test_fusion_keeping_no_point_exits_1_with_the_count_of_each_filter(tmp_path,
     code = main(["fuse", "--scan", str(scan), "--out", str(tmp_path / "cloud.ply"), "--min-views", "1"])
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "cloud.ply").exists()
-    assert err.startswith("python -m depthlib: error: fused 0 points from 2 views (of 128 reference pixels 128 have depth, 0 pass the photometric filter "
-                          "(confidence > 0.8)") and "no PLY written" in err
+    assert err.startswith("python -m depthlib: error: fused 0 points from 2 views (of 128 reference pixels 128 have "
+                          "depth, 0 pass the photometric filter (confidence > 0.8)") and "no PLY written" in err
     assert main(["fuse", "--scan", str(scan), "--out", str(tmp_path / "cloud.ply"), "--min-views", "0",
                  "--photometric-threshold", "0.4"]) == 0  # the same maps, thresholds that keep them
     assert "filters: of 128 reference pixels 128 have depth, 128 pass the photometric" in capsys.readouterr().out

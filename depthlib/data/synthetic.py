@@ -98,12 +98,12 @@ def dtu_synthetic(profile=None, *, n_scans=None, n_views=None, size=None, n_ligh
     if n_scans is None:
         n_scans, n_test = settings.mvs_train_scans + settings.mvs_test_scans, settings.mvs_test_scans
     else:
-        n_scans = int(n_scans)
-        n_test = max(1, n_scans // 5) if n_scans > 1 else 0
-    if n_scans < 1 or n_views < 2 or n_lights < 1 or not 0 <= n_test < n_scans:
-        raise ValueError(f"dtu_synthetic: n_scans={n_scans} ({n_test} test), n_views={n_views}, n_lights={n_lights}; "
-                         "expected n_scans >= 1 with fewer test than total, n_views >= 2, n_lights >= 1")
-    splits = dtu_splits(range(1, n_scans + 1), n_test)
+        n_scans, n_test = int(n_scans), None  # dtu_splits' default: the last fifth
+    if n_scans < 1 or n_views < 2 or n_lights < 1:
+        raise ValueError(f"dtu_synthetic: n_scans={n_scans}, n_views={n_views}, n_lights={n_lights}; "
+                         "expected n_scans >= 1, n_views >= 2, n_lights >= 1")
+    splits = dtu_splits(range(1, n_scans + 1), n_test)  # refuses as many test scans as scans
+    n_test = 0 if splits["test"] == splits["train"] else len(splits["test"])
     folder = cache_root(cache_dir) / (f"dtu-{height}x{width}-{n_scans}scans-{n_test}test-{n_views}views-"
                                       f"{n_lights}lights-seed{seed}-v{FORMAT_VERSION}")
     return _cached(folder, lambda tmp: write_dtu_like(tmp, n_scans, n_views, height, width, n_lights, seed=seed,
