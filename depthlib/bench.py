@@ -253,7 +253,7 @@ def _one(kind: str, settings: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_variants(compile=False, steps=10, groups=("densedepth", "mvsnet-train", "mvsnet-infer")) -> list[dict]:
+def bench_variants(compile=False, steps=5, groups=("densedepth", "mvsnet-train", "mvsnet-infer")) -> list[dict]:
     """Each switch of the fast path alone and together (GPU: the papers' sizes; CPU: the cpu
     profile's): AMP, channels_last, cudnn.benchmark [, torch.compile], for DenseDepth training and
     MVSNet training / inference; speed-up over each group's first row. What the default table's

@@ -240,7 +240,17 @@ def test_every_parameter_gets_a_gradient_from_the_cascade_loss():
         batch[f"depth_{name}"] = torch.full((1, 1, 64 // scale, 64 // scale), 3.3)
         batch[f"mask_{name}"] = torch.ones(1, 1, 64 // scale, 64 // scale, dtype=torch.bool)
     CasMVSNetTask().loss(model, batch)["total"].backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # Each stage's last 3D conv bias shifts every plane's logit equally, which the softmax over depth
+    # cancels: its gradient is zero up to rounding (exactly zero on some PyTorch builds: 2.4.1 gives
+    # 0 for stage 2), as in MVSNet (test_mvsnet); every other parameter's is not.
+    prob_biases = {f"cost_regularization.{s}.prob.bias" for s in range(len(model.stages))}
+    grads = {name: p.grad.abs().max().item() for name, p in model.named_parameters()}
+    others = {name: value for name, value in grads.items() if name not in prob_biases}
+    assert prob_biases <= grads.keys()
+    assert max(grads[name] for name in prob_biases) < 1e-4 * min(others.values())
+    missing = [name for name, value in others.items() if not value > 0]
     assert not missing, missing
 
 

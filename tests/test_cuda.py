@@ -455,3 +455,45 @@ def test_evaluations_of_a_model_on_cuda_agree_with_the_cpu(raw_set, scan_root):
         assert on_cuda[name].keys() == expected.keys(), name
         for key, value in expected.items():
             assert on_cuda[name][key] == pytest.approx(value, rel=1e-3, abs=2e-3), (name, key)
+
+
+def test_predict_depth_at_another_size_on_cuda_matches_the_cpu(no_tf32):
+    """``predict_depth(size=...)`` (chapter 06's and ``infer densedepth``'s path) on CUDA: the resize
+    (bilinear, antialiased) and the resize back run on the images' device, and the depth comes back
+    on it at the images' size, equal to the CPU's up to fp32 round-off."""
+    from depthlib.models.densedepth import DenseDepth, predict_depth
+
+    torch.manual_seed(0)
+    model = DenseDepth("small").eval()
+    with torch.no_grad():
+        model.decoder.conv3.bias.fill_(5.0)  # depths around 2 m, inside [0.1, 10], as test_densedepth
+    images = torch.rand(2, 3, 96, 128)
+    on_cpu = predict_depth(model, images, size=(64, 96), flip_tta=True)
+    on_cuda = predict_depth(model.cuda(), images.cuda(), size=(64, 96), flip_tta=True)
+    assert on_cuda.device.type == "cuda" and tuple(on_cuda.shape) == (2, 1, 96, 128)
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_frozen_backbone_trains_the_refinement_alone_on_cuda_under_amp(tmp_path, amp):
+    """Chapter 09's refinement-only training (``--freeze-backbone``) through the Trainer on CUDA in
+    AMP: finite losses, the backbone's weights and BN statistics unchanged after five steps, the
+    refinement's changed (fp16: the GradScaler may skip the first steps)."""
+    from torch.utils.data import TensorDataset
+
+    from depthlib.models import MVSNet
+    from depthlib.train import MVSNetTask
+
+    torch.manual_seed(0)
+    model = MVSNet().freeze_backbone()
+    trainer = Trainer(model, TensorDataset(torch.zeros(4)), MVSNetTask(refine_weight=1.0), tmp_path,
+                      TrainConfig(amp=amp, batch_size=1, progress=False, device="cuda"))
+    before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    batch = trainer.to_device(_mvsnet_batch())
+    trainer.model.train()
+    for _ in range(5):
+        losses = trainer.train_step(batch)
+        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    after = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    for name, value in before.items():
+        assert torch.equal(value, after[name]) != name.startswith("refine_network."), name
