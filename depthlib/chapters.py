@@ -226,7 +226,8 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
     Args:
         notebook: the chapter notebook; it runs in its own folder.
         executed: where to write the executed notebook (also written when the chapter fails).
-        parameters: papermill parameters, e.g. ``{"profile": "cpu"}``.
+        parameters: papermill parameters, e.g. ``{"profile": "cpu"}``; a tuple reaches the notebook
+            as a list.
         timeout: seconds allowed per cell.
         progress: show papermill's cell progress bar.
         deadline: None, or a ``time.time()`` after which no cell may run: a chapter still running
@@ -253,7 +254,10 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
         os.environ[RECORD_ENV] = str(record_file)  # the kernel inherits the environment
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters or {},
+            # papermill writes a tuple as the string of it: a list is what it writes as a literal
+            papermill.execute_notebook(str(notebook), str(executed),
+                                       parameters={name: list(value) if isinstance(value, tuple) else value
+                                                   for name, value in (parameters or {}).items()},
                                        kernel_name="python3", cwd=str(notebook.resolve().parent),
                                        execution_timeout=timeout, progress_bar=progress, engine_name=_ENGINE,
                                        **limits, **sockets)
@@ -403,8 +407,10 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
     return summary
 
 
-def _parameter_value(text: str):
-    """A ``-p NAME VALUE`` value as papermill's CLI reads it: bool, None, int, float or str."""
+def _parameter_value(text: str, name: str = "VALUE"):
+    """A ``-p NAME VALUE`` value as papermill's CLI reads it: bool, None, int, float or str; and, where
+    papermill needs ``-y``, a tuple or list written as a Python literal (chapter 09's ``show``:
+    ``-p show "(5, 20)"``)."""
     if text in ("True", "False", "None"):
         return {"True": True, "False": False, "None": None}[text]
     for kind in (int, float):
@@ -412,6 +418,16 @@ def _parameter_value(text: str):
             return kind(text)
         except ValueError:
             pass
+    if text.lstrip().startswith(("(", "[")):
+        import ast
+
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"-p {name} {text!r}: expected a tuple or list of Python literals, e.g. \"(5, 20)\"")
+        return value
     return text
 
 
@@ -431,7 +447,7 @@ def main(argv=None) -> int:
     run.add_argument("--book", default=".", help="the book's root folder (default: .)")
     run.add_argument("--timeout", type=float, default=600, help="seconds per cell (default: 600)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="a papermill parameter, e.g. -p seed 3 (repeatable)")
+                     help="a papermill parameter, e.g. -p seed 3 or -p show \"(5, 20)\" (repeatable)")
     run.add_argument("--jobs", type=int, default=1, help="chapters run at once (default: 1)")
     run.add_argument("--budget", type=float, default=None,
                      help="seconds for the whole run: then running chapters stop and the rest are not run")
@@ -446,7 +462,7 @@ def main(argv=None) -> int:
             for edition, path in resolve_chapters(None, args.book, args.lang):
                 print(f"{edition}  {path.stem}")
             return 0
-        parameters = {name: _parameter_value(value) for name, value in args.parameter}
+        parameters = {name: _parameter_value(value, name) for name, value in args.parameter}
         summary = run_chapters(args.chapters or None, lang=args.lang, profile=args.profile, out=args.out,
                                book=args.book, timeout=args.timeout, parameters=parameters,
                                progress=not args.no_progress and args.jobs == 1, jobs=args.jobs,

@@ -349,3 +349,24 @@ def test_chapters_import_record_before_using_it_and_no_cell_shows_its_return_val
         shown = (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and last.value in calls
                  and source in shown_cells)
         assert not shown, f"a cell ending in record(...) would print its value in the book:\n{source}"
+
+
+def test_cli_parameters_read_as_papermill_reads_them_and_tuples_as_literals():
+    value = chapters._parameter_value
+    assert value("3") == 3 and value("0.5") == 0.5 and value("None") is None and value("True") is True
+    assert value("scan9") == "scan9" and value("(5, 20)") == (5, 20) and value("[1, 2]") == [1, 2]
+    for bad in ("(5,", "(foo, 1)", "[1] + [2]"):
+        with pytest.raises(ValueError, match=r"-p show .*expected a tuple or list"):
+            value(bad, "show")
+
+
+def test_a_tuple_parameter_reaches_the_chapter_as_a_sequence_not_its_string(tmp_path, monkeypatch):
+    """papermill writes a tuple as its string ("(5, 20)"); chapter 09's ``show`` needs the numbers."""
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    notebook = tmp_path / "book/chapters/en/00_pair.ipynb"
+    _write_notebook(notebook, "from depthlib.chapters import record\n"
+                              "record('second', seed[1])")
+    result = chapters.run_chapter(notebook, tmp_path / "out.ipynb", {"seed": (5, 20)}, progress=False)
+    assert result["status"] == "ok", result["error"]
+    assert result["records"] == {"second": {"value": 20.0, "unit": None}}
