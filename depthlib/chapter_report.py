@@ -99,6 +99,10 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
              f"{summary['seconds']:.0f} s{jobs}", "",
              "| chapter | status | time (s) | key numbers |", "|---|---|---:|---|"]
+    left_out = summary.get("left_out") or {}
+    if left_out:  # before the table, after the heading's blank line
+        lines[1:1] = ["", "; ".join(f"{chapter} ran without `{'`, `'.join(names)}` (not among its parameters)"
+                                    for chapter, names in left_out.items())]
     for c in chapters:
         numbers = "; ".join(f"{name} {_format_value(r['value'])}" + (f" {r['unit']}" if r["unit"] else "")
                             for name, r in c["records"].items())

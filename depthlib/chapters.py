@@ -32,8 +32,8 @@ from pathlib import Path
 from depthlib.chapter_report import (NOT_FINISHED, NOT_RUN, OUT_OF_TIME, UNFINISHED, describe_failure,
                                      summary_markdown, write_summary)
 
-__all__ = ["RECORD_ENV", "record", "recorded", "list_chapters", "resolve_chapters", "run_chapter",
-           "run_chapters", "summary_markdown", "write_summary", "main"]
+__all__ = ["RECORD_ENV", "record", "recorded", "list_chapters", "resolve_chapters", "chapter_parameters",
+           "run_chapter", "run_chapters", "summary_markdown", "write_summary", "main"]
 
 RECORD_ENV = "DEPTHLIB_RECORD_FILE"
 _records: dict[str, dict] = {}
@@ -180,6 +180,60 @@ def resolve_chapters(chapters=None, book=".", lang: str = "en") -> list[tuple[st
                                  f"a stem or a notebook path; chapters are {stems}")
             pairs.append((edition, found[0]))
     return pairs
+
+
+def chapter_parameters(notebook) -> list[str] | None:
+    """The names a chapter's ``parameters`` cell assigns, in order: what ``-p NAME VALUE`` can set.
+
+    Returns None when the notebook has no cell tagged ``parameters`` or its source is not plain
+    Python (then nothing is known, and every parameter is passed on).
+    """
+    import ast
+
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    tagged = [c for c in cells
+              if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return None
+    source = tagged[0]["source"]
+    try:
+        tree = ast.parse(source if isinstance(source, str) else "".join(source))
+    except SyntaxError:
+        return None
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def _split_parameters(todo, parameters) -> tuple[list[dict], dict[str, list[str]]]:
+    """Each chapter's share of ``parameters`` (those its parameters cell declares), and what each left out.
+
+    papermill injects a name a notebook does not declare with no more than a warning, so ``-p sed 3``
+    (a typo) or ``-p seed 3`` for chapter 10 (which has no seed) would run as if nothing were asked.
+    A name that no chapter of the run declares is refused; one that only some declare goes to those,
+    and the summary names the chapters left without it.
+    """
+    parameters = dict(parameters or {})
+    declared = [chapter_parameters(notebook) for _, notebook in todo]
+    known = [names for names in declared if names is not None]
+    if len(known) == len(declared):
+        for name in parameters:
+            if name != "profile" and not any(name in names for names in known):
+                offered = sorted({n for names in known for n in names})
+                raise ValueError(f"no chapter of this run has a parameter {name!r} (-p {name} ...); "
+                                 f"their parameters are {', '.join(offered)}")
+    shares, left_out = [], {}
+    for (edition, notebook), names in zip(todo, declared):
+        kept = {k: v for k, v in parameters.items() if names is None or k == "profile" or k in names}
+        shares.append(kept)
+        if len(kept) < len(parameters):
+            left_out[f"{edition}/{notebook.stem}"] = [k for k in parameters if k not in kept]
+    return shares, left_out
 
 
 def _read_records(path: Path) -> dict[str, dict]:
@@ -354,7 +408,10 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         out: output folder: ``out/<lang>/<stem>.ipynb``, ``out/summary.json``, ``out/summary.md``.
         book: the book's root folder.
         timeout: seconds allowed per cell.
-        parameters: more papermill parameters (override ``profile`` too), e.g. ``{"seed": 1}``.
+        parameters: more papermill parameters (override ``profile`` too), e.g. ``{"seed": 1}``; each
+            chapter gets those its parameters cell declares (``chapter_parameters``): a name no
+            chapter of the run declares is a ValueError, and the chapters left without one are
+            listed in the summary's ``left_out``.
         progress: show papermill's cell progress bar (the start / end line of a chapter always prints).
         jobs: chapters run at once, each in a worker process with its own kernel; with more than
             one, each kernel gets ``cpu_count // jobs`` threads (``OMP_NUM_THREADS``, unless set)
@@ -366,11 +423,13 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
     Returns:
         ``{"profile", "lang", "started", "seconds", "failed", "unfinished", "jobs", "budget",
         "chapters": [{"lang", "chapter", "notebook", "status", "seconds", "records", "error"}, ...]}``,
-        as written to summary.json; chapters in the order they were named.
+        as written to summary.json; chapters in the order they were named; and ``"left_out":
+        {"en/10_point_clouds": ["seed"]}`` when a parameter did not reach every chapter.
     """
     _check_run_arguments(profile, lang, jobs, budget)
     todo = resolve_chapters(chapters, book, lang)
     _papermill()  # fail before the first chapter when papermill is missing
+    shares, left_out = _split_parameters(todo, {"profile": profile, **(parameters or {})})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # every chapter has its row from the start ("not finished" until it ends), so a summary left by a
@@ -382,9 +441,13 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
                "chapters": list(pending)}
     start = time.perf_counter()
     deadline = None if budget is None else time.time() + budget
-    params = {"profile": profile, **(parameters or {})}
+    if left_out:
+        summary["left_out"] = left_out
+        for chapter, names in left_out.items():
+            them = "it" if len(names) == 1 else "them"
+            print(f"{chapter} has no parameter {', '.join(names)}: it runs without {them}", flush=True)
     tasks = [(f"[{k}/{len(todo)}] {edition}/{notebook.stem}", notebook, out / edition / notebook.name, params,
-              timeout, deadline) for k, (edition, notebook) in enumerate(todo, 1)]
+              timeout, deadline) for k, ((edition, notebook), params) in enumerate(zip(todo, shares), 1)]
     write_summary(summary, out)
 
     def finish(index, result):
@@ -398,7 +461,7 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
         write_summary(summary, out)  # after every chapter: a stopped run keeps what it did
 
     if jobs == 1:
-        for index, (label, notebook, executed, *_) in enumerate(tasks):
+        for index, (label, notebook, executed, params, *_) in enumerate(tasks):
             if deadline is None or time.time() < deadline:
                 print(f"{label}: running", flush=True)
             finish(index, run_chapter(notebook, executed, params, timeout, progress, deadline))

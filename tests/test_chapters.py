@@ -79,11 +79,11 @@ def test_runner_names_the_extra_to_install_when_papermill_is_missing(tmp_path, m
 
 # --- the runner on a tiny book --------------------------------------------------------------------
 
-def _write_notebook(path, *code_cells):
+def _write_notebook(path, *code_cells, parameters='profile = "auto"\nseed = 0'):
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell('profile = "auto"\nseed = 0')
+    parameters = nbformat.v4.new_code_cell(parameters)
     parameters.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), parameters,
                 *(nbformat.v4.new_code_cell(source) for source in code_cells)]
@@ -370,3 +370,43 @@ def test_a_tuple_parameter_reaches_the_chapter_as_a_sequence_not_its_string(tmp_
     result = chapters.run_chapter(notebook, tmp_path / "out.ipynb", {"seed": (5, 20)}, progress=False)
     assert result["status"] == "ok", result["error"]
     assert result["records"] == {"second": {"value": 20.0, "unit": None}}
+
+
+def test_chapter_parameters_are_the_names_the_parameters_cell_assigns():
+    en = ROOT / "chapters/en"
+    assert chapters.chapter_parameters(en / "05_training.ipynb") == ["profile", "data_root", "epochs", "seed"]
+    assert "seed" not in chapters.chapter_parameters(en / "10_point_clouds.ipynb")
+    for edition in ("en", "zh"):  # every chapter can be given a profile
+        for path in chapters.list_chapters(ROOT, edition):
+            assert "profile" in chapters.chapter_parameters(path), path
+
+
+def test_a_parameter_no_chapter_has_is_refused_before_anything_runs(tiny_book, tmp_path, capsys):
+    """papermill only warns about a name the notebook does not declare: ``-p sed 3`` would run seed 0."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        chapters.main(["run", "--book", str(tiny_book), "--out", str(out), "-p", "sed", "3", "--no-progress"])
+    assert stop.value.code == 2 and not out.exists()
+    error = capsys.readouterr().err
+    assert "no chapter of this run has a parameter 'sed'" in error and "profile, seed" in error
+
+
+def test_a_parameter_only_some_chapters_have_reaches_those_and_the_summary_names_the_rest(tmp_path, monkeypatch,
+                                                                                        capsys):
+    pytest.importorskip("papermill")
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    book = tmp_path / "book"
+    _write_notebook(book / "chapters/en/00_seeded.ipynb",
+                    "from depthlib.chapters import record\nrecord('seed', seed)")
+    _write_notebook(book / "chapters/en/01_unseeded.ipynb",
+                    "from depthlib.chapters import record\nrecord('has_seed', float('seed' in globals()))",
+                    parameters='profile = "auto"\nscan = "scan9"')
+    out = tmp_path / "out"
+    assert chapters.main(["run", "--book", str(book), "--out", str(out), "-p", "seed", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "en/01_unseeded has no parameter seed: it runs without it" in printed
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    seeded, unseeded = summary["chapters"]
+    assert seeded["records"]["seed"]["value"] == 3.0 and unseeded["records"]["has_seed"]["value"] == 0.0
+    assert summary["left_out"] == {"en/01_unseeded": ["seed"]}
+    assert "en/01_unseeded ran without `seed` (not among its parameters)" in (out / "summary.md").read_text()
