@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test unit nbval book book-structure browser-assets browser-test clean gpu-check
+.PHONY: all venv test unit nbval book book-structure browser-assets browser-test clean gpu-check gpu-wheels
 
 all: test
 
@@ -87,3 +87,16 @@ GPU_CHECK_OUT ?= runs/gpu-check
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) -m depthlib.gpucheck --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# For a CUDA machine without internet (a cluster's compute node, a machine lent for minutes) that
+# has PyTorch but no Jupyter: the wheels make gpu-check needs beyond PyTorch (papermill, ipykernel,
+# nbclient, nbformat and everything they need; about 19 MB) for that machine's Python, into .whl/.
+# Copy the checkout there, then:
+#   python3 -m pip install --no-index --find-links .whl --target /tmp/site papermill ipykernel nbclient
+#   PYTHONPATH=/tmp/site:$PWD make gpu-check    (absolute: the chapters' kernels run in their own folders)
+GPU_PYVER ?= 3.12
+gpu-wheels:
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl papermill ipykernel nbclient nbformat
+	@du -sh .whl
