@@ -242,6 +242,7 @@ def test_every_exercise_is_numbered_with_a_hint_and_a_worked_solution(path):
         assert len(solution["body"]) > 150, f"{label}: the solution is too short to be worked"
     assert not solutions, f"solutions without an exercise: {sorted(solutions)}"
     section = text[text.index("## Exercises" if path.parent.name == "en" else "## 练习"):]
+    section = re.split(r"^## ", section[3:], maxsplit=1, flags=re.M)[0]  # up to the next section (References)
     outside = re.sub(r"^(`{3,})\{.*?^\1$", "", section, flags=re.M | re.S)
     assert not re.search(r"^\d+\. ", outside, re.M), "a numbered exercise outside the directives"
 
@@ -308,3 +309,29 @@ def test_both_editions_quote_the_same_training_settings():
 
     en, zh = rows("en", "training-settings"), rows("zh", "zh-training-settings")
     assert len(en) > 20 and en == zh
+
+
+REFERENCE_HEADINGS = {"en": "## References", "zh": "## 参考文献"}
+REFERENCE_ENTRY = re.compile(r"^(\d+)\. (.+)$", re.M)
+
+
+@pytest.mark.parametrize("name", [p.name for p in _notebooks("en")])
+def test_every_chapter_ends_with_the_same_references_in_both_editions(name):
+    """The last section is the papers and code the chapter builds on: numbered entries, each an author
+    and year, a note on what the chapter takes from it, and the same links in the same order in both
+    editions (the notes are translated, the citations are not)."""
+    entries = {}
+    for lang in EDITIONS:
+        last = _source(_load(ROOT / "chapters" / lang / name)["cells"][-1])
+        assert last.startswith(REFERENCE_HEADINGS[lang] + "\n"), f"{lang}/{name}: the last cell is not the references"
+        found = REFERENCE_ENTRY.findall(last)
+        assert [int(k) for k, _ in found] == list(range(1, len(found) + 1)) and found, f"{lang}/{name}: numbering"
+        for _, entry in found:
+            assert re.search(r"\(\d{4}\)\.|\]\(https://", entry), f"{lang}/{name}: neither a year nor a link: {entry}"
+            assert re.search(r" (—|——) \S", entry), f"{lang}/{name}: no note on what the chapter uses: {entry}"
+        entries[lang] = found
+    en, zh = entries["en"], entries["zh"]
+    assert len(en) == len(zh)
+    for (_, a), (_, b) in zip(en, zh):
+        assert a.split(" — ")[0] == b.split(" —— ")[0], f"{name}: the citations differ:\n{a}\n{b}"
+        assert all(url.startswith("https://") for url in re.findall(r"\]\(([^)]+)\)", a))
