@@ -86,7 +86,7 @@ def test_notebook_links_its_other_edition_and_installs_from_the_book_repository(
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_notebook_ends_with_summary_and_exercises(path):
+def test_notebook_has_summary_and_exercises_sections(path):
     text = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
     assert re.search(r"^## (Summary|小结)", text, re.M) and re.search(r"^## (Exercises|练习)", text, re.M)
 
