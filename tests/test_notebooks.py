@@ -335,3 +335,54 @@ def test_every_chapter_ends_with_the_same_references_in_both_editions(name):
     for (_, a), (_, b) in zip(en, zh):
         assert a.split(" — ")[0] == b.split(" —— ")[0], f"{name}: the citations differ:\n{a}\n{b}"
         assert all(url.startswith("https://") for url in re.findall(r"\]\(([^)]+)\)", a))
+
+
+# The notation page (chapters/{en,zh}/notation.md): a row is "| $symbol$ ... | meaning | `code` | [NN](chapter) |"
+# (no symbol or meaning on the page contains a literal "|": they write \mid and \lvert)
+NOTATION_LINK = re.compile(r"^\[(\d\d)\]\((\d\d_\w+\.ipynb)\)$")
+MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+
+
+def _notation_rows(lang):
+    text = (ROOT / "chapters" / lang / "notation.md").read_text(encoding="utf-8")
+    rows = []
+    for line in text.split("\n"):
+        if not line.startswith("| $"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert len(cells) == 4, f"{lang}/notation.md: not 4 columns: {line}"
+        link = NOTATION_LINK.match(cells[3])
+        assert link, f"{lang}/notation.md: the last column is not a chapter link: {line}"
+        rows.append((cells[0], cells[1], cells[2], *link.groups()))
+    return rows
+
+
+def _chapter_math(path):
+    return [(a or b) for c in _load(path)["cells"] if c["cell_type"] == "markdown"
+            for a, b in MATH.findall(_source(c))]
+
+
+def test_notation_page_lists_the_same_symbols_in_both_editions():
+    en, zh = ([(sym, re.findall(r"`[^`]+`", code), num, target) for sym, _, code, num, target in _notation_rows(lang)]
+              for lang in EDITIONS)
+    assert len(en) > 40 and en == zh
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    assert all(f"file: chapters/{lang}/notation\n" in toc for lang in EDITIONS)
+
+
+@pytest.mark.parametrize("lang", EDITIONS)
+def test_notation_page_symbols_are_written_so_in_the_chapter_it_names(lang):
+    """Every symbol of the notation page occurs, written exactly so, in a formula of the chapter its row
+    links to, and every identifier in its code column exists in depthlib or in that chapter's code: a
+    chapter that renames a symbol, or code that renames a name, must update the page."""
+    library = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "depthlib").rglob("*.py"))
+    for symbols, _, code, num, target in _notation_rows(lang):
+        path = ROOT / "chapters" / lang / target
+        assert target.startswith(num + "_") and path.is_file(), f"{lang}/notation.md: bad link {target}"
+        maths = _chapter_math(path)
+        for symbol in re.findall(r"\$(.+?)\$", symbols):
+            assert any(symbol in m for m in maths), f"{lang}/notation.md: ${symbol}$ is not in {target}'s formulas"
+        chapter_code = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code")
+        for name in re.findall(r"`([^`]+)`", code):
+            for ident in re.findall(r"[A-Za-z_]\w+", name):
+                assert re.search(rf"\b{ident}\b", library + chapter_code), f"{lang}/notation.md: `{ident}` not found"
