@@ -122,3 +122,65 @@ def test_first_occurrence_in_a_chapter_names_the_english_term(term, english):
         if m and not re.match(r"\**（" + re.escape(english), text[m.end():]):
             wrong.append(f"{name}: …{text[max(0, m.start() - 15):m.end() + 15]}…".replace("\n", " "))
     assert not wrong, f"the first occurrence must read “…（{english}…）”:\n" + "\n".join(wrong)
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+# after a term: a few more characters of a longer compound (单应性变换), emphasis or a quote, then a
+# full-width bracket with the English in it: 代价体（cost volume）, **遮挡**（occlusion）, 单应性变换（homography warping）
+GLOSS_AFTER = re.compile(r"^[\u4e00-\u9fff]{0,6}[*\"”」]*（[^）]*[A-Za-z]")
+GLOSS_INSIDE = re.compile(r"^，[^）]*[A-Za-z][^）]*）")      # （合并计算，pooled）
+
+
+def _body_text(path):
+    """A notebook's markdown prose as a reader meets it first: no headings (a gloss belongs in the
+    text), no fenced blocks, no References section; code spans, math and link targets blanked."""
+    lines = []
+    for cell in _load(path)["cells"]:
+        if cell["cell_type"] != "markdown" or _source(cell).startswith("## 参考文献"):
+            continue
+        fenced = False
+        for line in _source(cell).split("\n"):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                continue
+            if fenced or line.startswith("#"):
+                continue
+            line = re.sub(r"`[^`]*`", "``", line)
+            line = re.sub(r"\$[^$]*\$", "$$", line)
+            lines.append(re.sub(r"\]\([^)]*\)", "]()", line))
+    return "\n".join(lines)
+
+
+def _glossed_terms():
+    """(English, 中文) for every table term that needs its English at its first occurrence: terms with
+    Chinese in them (not soft-argmin or less-one), of two characters or more (轮 has its own test
+    above), in rows not marked 常用词."""
+    terms = []
+    for english, zh, note in _table_rows():
+        if "常用词" in note:
+            continue
+        zhs = [t.strip() for t in zh.split(" / ")]
+        ens = [t.strip() for t in english.split(" / ")] if len(english.split(" / ")) == len(zhs) else [english] * len(zhs)
+        for en, term in zip(ens, zhs):
+            bare = re.sub(r"（[^）]*）", "", term).strip()
+            if CJK.search(bare) and len(bare) >= 2:
+                terms.append((en, bare))
+    return terms
+
+
+def test_every_term_gives_its_english_where_the_book_first_uses_it():
+    """TERMINOLOGY.md: a term's first occurrence in the book's prose, in chapter order, reads
+    中文（English）, so a reader can find it in the papers; after that, Chinese only."""
+    book = [(path.name, _body_text(path)) for path in sorted(ZH.glob("*.ipynb"))]   # 00 .. 12, appendix
+    assert [name[:2] for name, _ in book][:13] == [f"{k:02d}" for k in range(13)]
+    bare = []
+    for english, term in _glossed_terms():
+        for name, text in book:
+            i = text.find(term)
+            if i < 0:
+                continue
+            after = text[i + len(term):]
+            if not (GLOSS_AFTER.match(after) or (text[i - 1:i] == "（" and GLOSS_INSIDE.match(after))):
+                bare.append(f"{name}: {term} ({english}): …{text[max(0, i - 15):i + len(term) + 15]}…".replace("\n", " "))
+            break
+    assert not bare, "first occurrences without their English:\n" + "\n".join(bare)
