@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 
 from depthlib.models import (DenseDepth, DenseNetEncoder, UpBlock, densedepth121, densedepth169,
-                             densedepth_small, predict_depth, small_densenet)
+                             densedepth_small, predict_depth, small_densenet, upsample_half)
 
 
 def count_parameters(module):
@@ -201,12 +201,42 @@ def test_predict_depth_matches_clip_then_bilinear_upsampling(small_model):
         output = small_model(images)
     min_depth = float((10.0 / output).median())          # half of the pixels get clipped
     depth = predict_depth(small_model, images, max_depth=10.0, min_depth=min_depth)
-    expected = F.interpolate((10.0 / output).clamp(min_depth, 10.0), size=(96, 128), mode="bilinear",
-                             align_corners=False)
+    expected = upsample_half((10.0 / output).clamp(min_depth, 10.0), (96, 128), (96, 128))
     torch.testing.assert_close(depth, expected)
     assert depth.min() >= min_depth and depth.max() <= 10.0
     assert (depth == min_depth).any() and (depth > min_depth).any()     # clipped and free pixels
     assert not depth.requires_grad
+
+
+class NearestTargetNet(nn.Module):
+    """What a perfectly trained DenseDepth outputs: max_depth / depth of the target DenseDepthTask
+    trains against, the depth (here: 1 + 4 x the image's red channel) down-sampled by nearest."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))       # predict_depth finds the device from a parameter
+
+    def forward(self, images):
+        depth = 1.0 + 4.0 * images[:, :1]
+        half = (-(-images.shape[-2] // 2), -(-images.shape[-1] // 2))
+        return 10.0 / F.interpolate(depth, size=half, mode="nearest")
+
+
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_predict_depth_puts_each_output_pixel_back_where_its_training_target_came_from(flip_tta):
+    """A ramp in depth comes back unshifted: output pixel j was trained on input pixel 2j, so it must
+    land there (align_corners=False would put it at 2j + 1/2: every depth half a pixel off)."""
+    net = NearestTargetNet().eval()
+    u = torch.arange(64.0) / 63
+    v = torch.arange(48.0)[:, None] / 47
+    images = (0.7 * u + 0.3 * v).expand(1, 3, 48, 64).contiguous()
+    depth = predict_depth(net, images, flip_tta=flip_tta)
+    truth = 1.0 + 4.0 * images[:, :1]
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))   # the last row/column lies past output pixel m-1
+    torch.testing.assert_close(depth[inner], truth[inner], rtol=0, atol=1e-5)
+    # the pixel-area convention is off by half a pixel: 0.7 * 4 / 63 / 2 = 0.022 m on this ramp
+    area = F.interpolate(10.0 / net(images), size=(48, 64), mode="bilinear", align_corners=False)
+    assert (area[inner] - truth[inner]).abs().median() > 0.02
 
 
 def test_flip_tta_averages_in_metres_and_is_flip_equivariant(small_model):
@@ -253,8 +283,8 @@ def test_predict_depth_runs_the_network_at_the_size_asked_for(small_model):
     resized = F.interpolate(images, size=(64, 96), mode="bilinear", align_corners=False, antialias=True)
     with torch.no_grad():
         plain, mirrored = ((10.0 / small_model(x)).clamp(0.1, 10.0) for x in (resized, resized.flip(-1)))
-    expected = F.interpolate(0.5 * (plain + mirrored.flip(-1)), size=(96, 128), mode="bilinear",
-                             align_corners=False)
+    expected = 0.5 * (upsample_half(plain, (64, 96), (96, 128))
+                      + upsample_half(mirrored, (64, 96), (96, 128)).flip(-1))
     assert tuple(smaller.shape) == (2, 1, 96, 128)
     torch.testing.assert_close(smaller, expected)
     assert not torch.allclose(smaller, at_own)

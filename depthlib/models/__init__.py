@@ -5,7 +5,7 @@ from depthlib.models import mvsnet
 from depthlib.models import casmvsnet
 from depthlib.models.densedepth import (
     DenseDepth, DenseNetEncoder, DenseDepthDecoder, UpBlock, densedepth169, densedepth121, densedepth_small,
-    small_densenet, predict_depth, load_densedepth
+    small_densenet, predict_depth, upsample_half, load_densedepth
 )
 from depthlib.models.mvsnet import (
     MVSNet, FeatureNet, CostRegNet, RefineNet, variance_cost_volume, depth_regression,
@@ -19,7 +19,7 @@ from depthlib.models.casmvsnet import (
 
 __all__ = [
     "densedepth", "mvsnet", "casmvsnet", "DenseDepth", "DenseNetEncoder", "DenseDepthDecoder", "UpBlock",
-    "densedepth169", "densedepth121", "densedepth_small", "small_densenet", "predict_depth",
+    "densedepth169", "densedepth121", "densedepth_small", "small_densenet", "predict_depth", "upsample_half",
     "load_densedepth", "MVSNet", "FeatureNet", "CostRegNet", "RefineNet", "variance_cost_volume",
     "depth_regression", "photometric_confidence", "standardize_image", "plane_sweep_depth",
     "evaluate_mvsnet", "load_mvsnet", "CasMVSNet", "CascadeStage", "PAPER_STAGES", "FeaturePyramid",

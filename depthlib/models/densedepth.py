@@ -286,8 +286,8 @@ def predict_depth(model: nn.Module, images: torch.Tensor, max_depth: float = 10.
             as ``NYUDepth`` resizes them (bilinear, antialiased) and the depth comes back at the
             images' own resolution. None: run at the images' size.
     Returns:
-        (B, 1, H, W) depth in metres, bilinearly upsampled from half resolution
-        (align_corners=False: half-resolution pixel centres sit between pairs of input pixels).
+        (B, 1, H, W) depth in metres, bilinearly upsampled from half resolution on the grid the
+        network was trained on (``upsample_half``): output pixel j is input pixel 2j.
     """
     _check_images(images)
     min_depth = max_depth / 100 if min_depth is None else min_depth
@@ -305,10 +305,35 @@ def predict_depth(model: nn.Module, images: torch.Tensor, max_depth: float = 10.
         if size is not None and tuple(map(int, size)) != tuple(out_size):   # resized where the model runs
             images = F.interpolate(images, size=tuple(map(int, size)), mode="bilinear", align_corners=False,
                                    antialias=True).clamp(0.0, 1.0)
-        depth = _depth_from_output(model(images), max_depth, min_depth)
-        if flip_tta:
+        run_size = tuple(images.shape[-2:])
+        depth = upsample_half(_depth_from_output(model(images), max_depth, min_depth), run_size, out_size)
+        if flip_tta:   # each prediction upsampled in its own frame, then mirrored back at full size
             flipped = _depth_from_output(model(images.flip(-1)), max_depth, min_depth)
-            depth = 0.5 * (depth + flipped.flip(-1))
+            depth = 0.5 * (depth + upsample_half(flipped, run_size, out_size).flip(-1))
     finally:
         model.train(was_training)
-    return F.interpolate(depth, size=out_size, mode="bilinear", align_corners=False)
+    return depth
+
+
+def upsample_half(depth: torch.Tensor, run_size, out_size) -> torch.Tensor:
+    """DenseDepth's half-resolution output, bilinearly resampled to ``out_size`` where it belongs.
+
+    Training compares output pixel j with the target pixel that ``DenseDepthTask`` picks by nearest
+    down-sampling: input pixel floor(j * n / m) for n input and m output pixels, 2j when n is even
+    (the stride-2 stem centres output j on input 2j too). So input position x reads the output at
+    x * m / n; ``align_corners=False`` would read it at (x + 1/2) * m / n - 1/2, half an input pixel
+    off. ``run_size`` is the size the network ran at; when ``out_size`` differs, the images were
+    resized as ``align_corners=False`` (pixel areas) and the grid follows that resize. Positions past
+    the last output pixel repeat it (border padding).
+    """
+    m_h, m_w = depth.shape[-2:]
+    grids = []
+    for n_run, n_out, m in ((run_size[0], out_size[0], m_h), (run_size[1], out_size[1], m_w)):
+        x = torch.arange(n_out, device=depth.device, dtype=torch.float32)
+        x_run = (x + 0.5) * n_run / n_out - 0.5               # out pixel -> run pixel (area resize)
+        u = x_run * m / n_run                                  # run pixel -> output pixel
+        grids.append(2 * u / max(m - 1, 1) - 1)               # align_corners=True normalisation
+    gy, gx = torch.meshgrid(grids[0], grids[1], indexing="ij")
+    grid = torch.stack([gx, gy], -1).expand(depth.shape[0], -1, -1, -1)
+    return F.grid_sample(depth.float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=True).to(depth.dtype)
