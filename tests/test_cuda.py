@@ -421,6 +421,27 @@ def test_figure_helpers_draw_tensors_on_cuda_as_they_draw_them_on_the_cpu():
             np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)
 
 
+def test_interactive_point_clouds_take_tensors_on_cuda():
+    """Chapters 00 and 10 hand fused points and colours to show_point_clouds; on the gpu profile they
+    are CUDA tensors. The 3D view and its static image come out as they do from the same CPU tensors."""
+    import numpy as np
+
+    from depthlib.viz import show_point_clouds
+
+    generator = torch.Generator().manual_seed(0)
+    points, colors = 100 * torch.rand(500, 3, generator=generator), torch.rand(500, 3, generator=generator)
+    points[7] = float("nan")  # non-finite points are dropped on either device
+    on_cpu = show_point_clouds({"fused": (points, colors)}, max_points=300, cdn=False)
+    on_cuda = show_point_clouds({"fused": (points.cuda(), colors.cuda())}, max_points=300, cdn=False)
+    assert on_cuda.summary == on_cpu.summary
+    assert len(on_cuda.figure.data) == len(on_cpu.figure.data) == 1
+    for a, b in zip(on_cuda.figure.data, on_cpu.figure.data):
+        for axis in "xyz":
+            np.testing.assert_array_equal(np.asarray(getattr(a, axis)), np.asarray(getattr(b, axis)))
+        assert a.marker.color == b.marker.color
+    assert on_cuda.png == on_cpu.png
+
+
 def evaluations(device, raw_root, scan_root):
     """What chapters 08-12 evaluate with a model on the profile's device, for models with random
     weights (seed 0) on ``device``: ``evaluate_mvsnet`` with the edge band, ``evaluate_casmvsnet``
