@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 __all__ = ["OUT_OF_TIME", "NOT_RUN", "NOT_FINISHED", "UNFINISHED", "first_line", "failing_cell",
-           "describe_failure", "summary_markdown", "write_summary"]
+           "describe_failure", "page_noise", "noise_text", "summary_markdown", "write_summary"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -59,6 +59,59 @@ def failing_cell(executed: Path) -> dict:
     return last_started  # a dead kernel leaves no mark: the last cell that started
 
 
+# jupyter-book's cell tags that keep a cell's outputs (or its stderr) off the rendered page
+_HIDDEN_OUTPUTS, _HIDDEN_STDERR = ("remove-cell", "remove-output"), "remove-stderr"
+_DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")  # base64 may spell "/tmp/" by chance
+
+
+def page_noise(executed: Path, local_paths=()) -> list[dict]:
+    """What an executed chapter would show on the rendered page that a reader should not see
+    (DESIGN.md's notebook conventions): text on stderr (warnings, a stray progress bar) and this
+    machine's own paths (a temporary folder, the home or the book folder) in any text output.
+
+    Cells whose tags hide their outputs from the book (``remove-cell``, ``remove-output``;
+    ``remove-stderr`` for stderr) do not count, nor do papermill's own cells. Returns
+    ``[{"cell", "kind": "stderr" | "local path", "text"}]``, ``cell`` indexed as in the source
+    notebook, ``text`` the first line concerned; ``[]`` when there is no executed notebook.
+    """
+    import nbformat
+
+    if not executed.is_file():
+        return []
+    paths = sorted({str(p).rstrip("/") for p in local_paths if len(str(p).rstrip("/")) > 1}, key=len, reverse=True)
+    added = ("injected-parameters", "papermill-error-cell-tag")
+    noise, index = [], -1
+    for cell in nbformat.read(executed, as_version=4).cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(tag in tags for tag in added):
+            continue
+        index += 1
+        if cell.get("cell_type") != "code" or any(tag in tags for tag in _HIDDEN_OUTPUTS):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                texts = ["".join(output.get("text", ""))]
+                if output.get("name") == "stderr" and _HIDDEN_STDERR not in tags and texts[0].strip():
+                    noise.append({"cell": index, "kind": "stderr", "text": first_line(texts[0], 200)})
+                    continue  # a warning names its file: one finding, not two
+            else:
+                data = output.get("data", {})
+                texts = ["".join(data.get(kind, "")) for kind in ("text/plain", "text/html", "text/markdown")]
+            for text in texts:
+                text = _DATA_URI.sub("", text)
+                found = next((path for path in paths if path in text), None)
+                if found:
+                    line = next(line for line in text.splitlines() if found in line)
+                    noise.append({"cell": index, "kind": "local path", "text": first_line(line, 200)})
+                    break
+    return noise
+
+
+def noise_text(noise: list[dict]) -> str:
+    """``page_noise``'s findings in one line for a summary table; "" when there are none."""
+    return "; ".join(f"cell {n['cell']} {n['kind']}: {n['text']}" for n in noise)
+
+
 def describe_failure(error: BaseException, executed: Path) -> dict:
     """The failing chapter's cell, exception name and message, for the summary."""
     failure = failing_cell(executed)
@@ -86,7 +139,8 @@ def summary_markdown(summary: dict) -> str:
     Args:
         summary: the dict ``run_chapters`` returns.
     Returns:
-        Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error).
+        Markdown text: chapter | status | time (s) | key numbers (failing chapters: cell and error;
+        chapters with ``noise``: what the rendered page would show, first).
     """
     chapters = summary["chapters"]
     failed = sum(c["status"] == "failed" for c in chapters)
@@ -95,6 +149,8 @@ def summary_markdown(summary: dict) -> str:
     more = f", {unfinished} unfinished{budget}" if unfinished else ""
     if any(c["status"] == NOT_FINISHED for c in chapters):
         more += " (written while the run went on; if it no longer runs, it was killed)"
+    noisy = sum(bool(c.get("noise")) for c in chapters)
+    more += f", {noisy} with page noise" if noisy else ""
     jobs = f", {summary['jobs']} at a time" if summary.get("jobs", 1) > 1 else ""
     lines = [f"# Chapter run: profile {summary['profile']}, {len(chapters)} chapter(s), {failed} failed{more}, "
              f"{summary['seconds']:.0f} s{jobs}", "",
@@ -111,6 +167,8 @@ def summary_markdown(summary: dict) -> str:
             where = f"cell {e.get('cell', '?')} (In [{e.get('execution_count') or ' '}])"
             line = f" at `{e['line']}`" if e.get("line") else ""
             numbers = f"**{where}: {e['ename']}: {e['message']}**{line}" + (f"; {numbers}" if numbers else "")
+        if c.get("noise"):
+            numbers = f"**page noise: {noise_text(c['noise'])}**" + (f"; {numbers}" if numbers else "")
         lines.append(f"| {c['lang']}/{c['chapter']} | {c['status']} | {c['seconds']:.1f} | {_cell_text(numbers)} |")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from depthlib.chapter_report import (NOT_FINISHED, NOT_RUN, OUT_OF_TIME, UNFINISHED, describe_failure,
-                                     summary_markdown, write_summary)
+                                     page_noise, summary_markdown, write_summary)
 
 __all__ = ["RECORD_ENV", "record", "recorded", "list_chapters", "resolve_chapters", "chapter_parameters",
            "run_chapter", "run_chapters", "summary_markdown", "write_summary", "main"]
@@ -288,14 +288,16 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
             then stops with status "out of time"; one that would start later is "not run".
     Returns:
         ``{"status": "ok" | "failed" | "out of time" | "not run", "seconds", "records": {name:
-        {"value", "unit"}}, "error"}``; ``error`` (None when ok) holds ``cell`` (index in the
-        notebook), ``execution_count``, ``ename``, ``message`` and, when the traceback shows it, the
-        failing ``line``.
+        {"value", "unit"}}, "error", "noise"}``; ``error`` (None when ok) holds ``cell`` (index in
+        the notebook), ``execution_count``, ``ename``, ``message`` and, when the traceback shows it,
+        the failing ``line``; ``noise`` lists what the rendered page would show that it should not
+        (``chapter_report.page_noise``: stderr, this machine's paths), which does not change the
+        status.
     """
     papermill = _papermill()
     notebook, executed = Path(notebook), Path(executed)
     if deadline is not None and time.time() >= deadline:
-        return {"status": NOT_RUN, "seconds": 0.0, "records": {},
+        return {"status": NOT_RUN, "seconds": 0.0, "records": {}, "noise": [],
                 "error": {"ename": "NotRun", "message": "the run's time budget was spent before it started"}}
     executed.parent.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get(RECORD_ENV)
@@ -325,10 +327,12 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
                 os.environ[RECORD_ENV] = previous
         records = _read_records(record_file)
     status = "failed" if error else "ok"
+    book = notebook.resolve().parents[min(2, len(notebook.resolve().parents) - 1)]  # chapters/en/NN.ipynb
+    noise = page_noise(executed, (tempfile.gettempdir(), Path.home(), book))
     if error and error.get("ename") == "CellTimeoutError" and deadline is not None and time.time() >= deadline - 1:
         status = OUT_OF_TIME
         error["message"] = f"stopped when the run's time budget ran out ({error['message']})"
-    return {"status": status, "seconds": round(seconds, 1), "records": records, "error": error}
+    return {"status": status, "seconds": round(seconds, 1), "records": records, "error": error, "noise": noise}
 
 
 def _end_with_runner(runner_pid: int) -> None:
@@ -422,7 +426,8 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
             running stop ("out of time") and the rest are "not run"; the summary keeps both.
     Returns:
         ``{"profile", "lang", "started", "seconds", "failed", "unfinished", "jobs", "budget",
-        "chapters": [{"lang", "chapter", "notebook", "status", "seconds", "records", "error"}, ...]}``,
+        "chapters": [{"lang", "chapter", "notebook", "status", "seconds", "records", "error", "noise"},
+        ...]}`` (``run_chapter`` describes a chapter's entries),
         as written to summary.json; chapters in the order they were named; and ``"left_out":
         {"en/10_point_clouds": ["seed"]}`` when a parameter did not reach every chapter.
     """
@@ -435,7 +440,8 @@ def run_chapters(chapters=None, lang="en", profile="cpu", out="runs/chapters", b
     # every chapter has its row from the start ("not finished" until it ends), so a summary left by a
     # run killed outright (SIGKILL, a machine's time limit) names what never finished
     pending = [{"lang": edition, "chapter": notebook.stem, "notebook": f"{edition}/{notebook.name}",
-                "status": NOT_FINISHED, "seconds": 0.0, "records": {}, "error": None} for edition, notebook in todo]
+                "status": NOT_FINISHED, "seconds": 0.0, "records": {}, "error": None, "noise": []}
+               for edition, notebook in todo]
     summary = {"profile": profile, "lang": lang, "started": datetime.now().isoformat(timespec="seconds"),
                "seconds": 0.0, "failed": 0, "unfinished": len(todo), "jobs": jobs, "budget": budget,
                "chapters": list(pending)}

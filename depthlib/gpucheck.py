@@ -28,6 +28,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from depthlib.chapter_report import noise_text
+
 __all__ = ["run_step", "render_sets", "slowest_cells", "summary_table", "main"]
 
 MIN_STEP_SECONDS = 10  # with less of the budget left, a step is not started ("not run")
@@ -133,7 +135,8 @@ def _numbers(records: dict, limit: int = 6) -> str:
 
 def summary_table(steps: list[dict], chapters: dict | None, out: Path) -> str:
     """One Markdown table: the steps, then one row per chapter (status, seconds, key numbers, or
-    the failing cell), then where each chapter spent its time."""
+    the failing cell; first, any page noise: stderr or local paths in its outputs), then where each
+    chapter spent its time."""
     rows = ["| step / chapter | status | seconds | key numbers / detail |", "|---|---|---:|---|"]
     for step in steps:
         rows.append(f"| {step['step']} | {step['status']} | {step['seconds']:.1f} | {step['detail']} |")
@@ -148,6 +151,8 @@ def summary_table(steps: list[dict], chapters: dict | None, out: Path) -> str:
             message = f" {error['message']}" if error.get("message") else ""
             where = f"cell {error['cell']}: " if error.get("cell") is not None else ""  # not run: no cell
             detail = f"{where}{error.get('ename')}:{message}{line}"[:240]
+        if chapter.get("noise"):  # what its rendered page would show that it should not
+            detail = f"page noise: {noise_text(chapter['noise'])[:240]}" + (f"; {detail}" if detail else "")
         rows.append(f"| {name} | {chapter['status']} | {chapter['seconds']:.1f} | {detail.replace('|', '/')} |")
         cells = slowest_cells(out / "chapters" / chapter["lang"] / f"{chapter['chapter']}.ipynb")
         if cells:

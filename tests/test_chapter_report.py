@@ -21,12 +21,64 @@ def test_the_summary_table_has_one_row_per_chapter_with_numbers_errors_and_unfin
         _row("08_mvsnet", NOT_FINISHED, seconds=0.0)]}
     lines = summary_markdown(summary).splitlines()
     assert lines[0].startswith("# Chapter run: profile gpu, 3 chapter(s), 1 failed, 1 unfinished")
+    assert "page noise" not in lines[0]
     assert "if it no longer runs, it was killed" in lines[0] and lines[0].endswith("12 s, 2 at a time")
     assert lines[4] == "| en/05_training | ok | 1.0 | abs_rel 0.1235; steps 1,200 steps |"
     # the failing cell and line are named, and a | in a message cannot break the table
     assert lines[5] == ("| en/07_plane_sweep | failed | 1.0 | **cell 37 (In [21]): AssertionError: a \\| b** "
                         "at `assert x < y` |")
     assert lines[6] == "| en/08_mvsnet | not finished | 0.0 |  |" and len(lines) == 7
+
+
+def _executed(path, *cells):
+    """An executed notebook as papermill writes it: its injected parameters cell first, then
+    ``cells``, each (source, tags, outputs)."""
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    injected = nbformat.v4.new_code_cell("seed = 3")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# chapter"), injected]
+    for source, tags, outputs in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"], cell.outputs = list(tags), [nbformat.from_dict(o) for o in outputs]
+        nb.cells.append(cell)
+    nbformat.write(nb, path)
+    return path
+
+
+def _stream(name, text):
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def test_page_noise_finds_stderr_and_local_paths_the_rendered_page_would_show(tmp_path):
+    home = tmp_path / "home" / "reader"
+    png = "iVBORw0KGgo" + "/srv/" * 3 + "AAAA"  # base64 data that happens to spell a path
+    notebook = _executed(
+        tmp_path / "ch.ipynb",
+        ("print('fine')", [], [_stream("stdout", "fine\n")]),
+        ("warn()", [], [_stream("stderr", "\n/x.py:3: UserWarning: lr_scheduler.step() before\n  more\n")]),
+        ("ckpt", [], [_stream("stdout", f"saved\nwrote {home}/runs/a.pt\n")]),
+        ("show()", [], [{"output_type": "display_data", "metadata": {},
+                         "data": {"text/plain": "<Figure>", "text/html": f'<img src="data:image/png;base64,{png}">'}}]),
+        ("hidden()", ["remove-output"], [_stream("stderr", "hidden warning\n")]),
+        ("quiet()", ["remove-stderr"], [_stream("stderr", "dropped\n"), _stream("stdout", f"{home}/x\n")]),
+        ("table()", [], [{"output_type": "execute_result", "execution_count": 7, "metadata": {},
+                          "data": {"text/plain": "tbl", "text/html": f"<td>{home}/data</td>"}}]),
+    )
+    noise = chapter_report.page_noise(notebook, [home, "/"])  # "/" alone is no one's path
+    # cells: title 0, then 1..7 (papermill's injected cell not counted)
+    assert noise == [{"cell": 2, "kind": "stderr", "text": "/x.py:3: UserWarning: lr_scheduler.step() before"},
+                     {"cell": 3, "kind": "local path", "text": f"wrote {home}/runs/a.pt"},
+                     {"cell": 6, "kind": "local path", "text": f"{home}/x"},
+                     {"cell": 7, "kind": "local path", "text": f"<td>{home}/data</td>"}]
+    assert chapter_report.page_noise(notebook, ["/srv"]) == noise[:1]  # the PNG's "/srv/" is no path
+    assert chapter_report.page_noise(tmp_path / "missing.ipynb", [home]) == []
+    summary = {"profile": "cpu", "seconds": 1.0, "chapters": [
+        {**_row("11_scaling_up", "ok", {"speedup": {"value": 2.0, "unit": None}}), "noise": noise[:2]}]}
+    lines = summary_markdown(summary).splitlines()
+    assert lines[0] == "# Chapter run: profile cpu, 1 chapter(s), 0 failed, 1 with page noise, 1 s"
+    assert lines[4] == ("| en/11_scaling_up | ok | 1.0 | **page noise: cell 2 stderr: /x.py:3: UserWarning: "
+                        f"lr_scheduler.step() before; cell 3 local path: wrote {home}/runs/a.pt**; speedup 2 |")
 
 
 def test_a_worker_that_died_is_described_by_its_exception_when_no_notebook_was_written(tmp_path):

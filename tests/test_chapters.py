@@ -103,7 +103,9 @@ def tiny_book(tmp_path):
                     "from depthlib.chapters import record\n"
                     'record("square", (seed + 2) ** 2, unit="px")\n'
                     'record("profile_is_cpu", float(profile == "cpu"))\n'
-                    'print("done")')
+                    'print("done")',
+                    'import tempfile, warnings\nwarnings.warn("a warning the page would show")\n'
+                    'print("scratch in", tempfile.gettempdir())')
     return book
 
 
@@ -128,7 +130,12 @@ def test_cli_runs_on_after_a_failing_chapter_and_reports_its_cell(tiny_book, tmp
     assert error["cell"] == 3 and error["execution_count"] == 4
     assert error["ename"] == "AssertionError" and error["message"] == "value must be 2"
     assert error["line"].startswith("assert value == 2")
-    assert numbers["status"] == "ok" and numbers["error"] is None
+    assert numbers["status"] == "ok" and numbers["error"] is None  # page noise does not fail a chapter
+    assert broken["noise"] == []
+    noise = {n["kind"]: n for n in numbers["noise"]}  # in the order the kernel flushed its streams
+    assert len(numbers["noise"]) == 2 and {n["cell"] for n in numbers["noise"]} == {3}
+    assert "UserWarning: a warning the page would show" in noise["stderr"]["text"]
+    assert noise["local path"]["text"].startswith("scratch in /")
     assert numbers["records"] == {"square": {"value": 25.0, "unit": "px"},  # seed 3 reached the kernel
                                   "profile_is_cpu": {"value": 1.0, "unit": None}}
 
@@ -139,6 +146,7 @@ def test_cli_runs_on_after_a_failing_chapter_and_reports_its_cell(tiny_book, tmp
     table = (out / "summary.md").read_text(encoding="utf-8")
     assert "| en/00_broken | failed |" in table and "cell 3 (In [4]): AssertionError: value must be 2" in table
     assert "| en/01_numbers | ok |" in table and "square 25 px; profile_is_cpu 1" in table
+    assert "1 failed, 1 with page noise" in table and "**page noise: cell 3 " in table
     assert table in printed
 
 
@@ -304,6 +312,7 @@ def test_runner_executes_two_real_chapters_and_summarises_their_key_numbers(tmp_
     summary = chapters.run_chapters(["00", "01"], profile="cpu", book=ROOT, out=tmp_path, timeout=timeout,
                                     progress=False)
     assert [c["status"] for c in summary["chapters"]] == ["ok", "ok"], summary
+    assert [c["noise"] for c in summary["chapters"]] == [[], []]  # nothing on stderr, no local paths
     intro, cameras = (c["records"] for c in summary["chapters"])
     assert 0.2 < intro["room_depth_min"]["value"] < intro["room_depth_max"]["value"] < 15
     assert intro["room_depth_min"]["unit"] == "m"

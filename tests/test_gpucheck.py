@@ -31,12 +31,17 @@ def test_the_summary_has_a_row_per_step_and_chapter_and_the_slowest_cells(tmp_pa
          "records": {"abs_rel": {"value": 0.25, "unit": None}, "step": {"value": 0.031, "unit": "s"},
                      "points": {"value": 49152.0, "unit": None}, "flops": {"value": 2.5e9, "unit": None}}},
         {"lang": "en", "chapter": "07_plane_sweep", "status": "failed", "seconds": 9.0, "records": {},
-         "error": {"cell": 34, "ename": "AssertionError", "message": "", "line": "assert a < b"}}]}
+         "error": {"cell": 34, "ename": "AssertionError", "message": "", "line": "assert a < b"}},
+        {"lang": "en", "chapter": "11_scaling_up", "status": "ok", "seconds": 8.0,
+         "records": {"speedup": {"value": 2.25, "unit": None}},
+         "noise": [{"cell": 12, "kind": "stderr", "text": "UserWarning: Detected call of lr_scheduler.step()"}]}]}
     steps = [{"step": "pytest -m cuda", "status": "ok", "seconds": 50.0, "detail": "14 passed"}]
     table = gpucheck.summary_table(steps, chapters, tmp_path)
     assert "| pytest -m cuda | ok | 50.0 | 14 passed |" in table
     assert "| en/05_training | ok | 20.5 | abs_rel 0.25; step 0.031 s; points 49,152; flops 2,500,000,000 |" in table
     assert "| en/07_plane_sweep | failed | 9.0 | cell 34: AssertionError: at `assert a < b` |" in table
+    assert ("| en/11_scaling_up | ok | 8.0 | page noise: cell 12 stderr: UserWarning: Detected call of "
+            "lr_scheduler.step(); speedup 2.25 |") in table
     assert "- en/05_training: cell 1 12.0 s; cell 2 3.0 s; cell 0 0.5 s" in table
 
 
