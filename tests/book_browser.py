@@ -179,6 +179,7 @@ class PageResult:
     exercises: list[str] = field(default_factory=list)  # the title of each exercise, in page order
     link_clicks: list[dict] = field(default_factory=list)  # a solution title's link clicked: what changed
     code: list[dict] = field(default_factory=list)      # each code block's columns and wide lines
+    display_math: dict = field(default_factory=dict)    # display equations laid out, and the wider ones
     listening: bool = field(default=True, repr=False)   # off once the visit leaves the page
 
     def add(self, check: str, message: str) -> None:
@@ -389,6 +390,34 @@ CODE_PROBE = r"""
 """
 
 
+# Every display equation of the page body, laid out like the code blocks above (dropdowns open):
+# the width MathJax drew it at against the width of the block that holds it. A wider one is cut off
+# at the right edge or scrolls sideways, and a reader misses its end. Its TeX comes from MathJax's
+# own list of the page's math.
+MATH_WIDTH_PROBE = r"""
+(article) => {
+  const main = document.querySelector(article) || document.body;
+  const doc = window.MathJax && window.MathJax.startup && window.MathJax.startup.document;
+  const items = doc ? [...doc.math] : [];
+  const tex = (el) => {
+    const item = items.find(i => i.typesetRoot === el);
+    return (item ? String(item.math) : el.textContent).trim().replace(/\s+/g, ' ');
+  };
+  let checked = 0;
+  const wide = [];
+  for (const el of main.querySelectorAll('mjx-container[display="true"]')) {
+    const drawn = el.querySelector('mjx-math');
+    const room = Math.min(el.clientWidth, el.parentElement.clientWidth);
+    if (!drawn || room <= 0) continue;  // not laid out
+    checked += 1;
+    const width = drawn.getBoundingClientRect().width;
+    if (width > room + 1) wide.push({tex: tex(el).slice(0, 100), width: Math.round(width), room: Math.round(room)});
+  }
+  return {checked, wide};
+}
+"""
+
+
 def _config() -> dict:
     import yaml
 
@@ -569,6 +598,7 @@ def _visit(browser, base: str, html_dir: Path, rel: str, screenshot: Path | None
             _open_dropdowns(page, result)
             _click_solution_link(page, result, "with every dropdown open")
         result.code = page.evaluate(CODE_PROBE, ARTICLE)
+        result.display_math = page.evaluate(MATH_WIDTH_PROBE, ARTICLE)
         if result.chapter:
             result.listening = False   # the page followed below is checked on its own visit
             _follow_other_edition(page, base, result)

@@ -211,6 +211,14 @@ def test_code_lines_fit_their_code_area_at_1280_px(crawl):
     assert not cut, f"{len(cut)} code blocks wider than their area:\n" + "\n".join(cut)
 
 
+def test_display_equations_fit_the_text_column_at_1280_px(crawl):
+    checked = sum(res.display_math.get("checked", 0) for res in crawl.pages.values())
+    assert checked > 50, f"only {checked} display equations laid out: the check would be vacuous"
+    wide = [f"{rel}: {eq['width']} px in {eq['room']} px: {eq['tex']}"
+            for rel, res in sorted(crawl.pages.items()) for eq in res.display_math.get("wide", [])]
+    assert not wide, f"{len(wide)} display equations wider than the text column:\n" + "\n".join(wide)
+
+
 def test_point_cloud_3d_views_load(crawl):
     chapters = _chapter_pages(crawl)
     if not any(res.outputs for res in chapters):
