@@ -166,7 +166,7 @@ class _FinalLineBar(tqdm_std):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("ascii", False)  # block characters: the page is UTF-8 whatever the sink says
-        super().__init__(file=io.StringIO(), ncols=100, **kwargs)
+        super().__init__(file=io.StringIO(), ncols=78, **kwargs)  # the book's 78 columns
 
     def close(self):
         closing = not self.disable  # tqdm.close disables the bar: a second close prints nothing
