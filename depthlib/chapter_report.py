@@ -18,6 +18,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 OUT_OF_TIME, NOT_RUN = "out of time", "not run"  # statuses of a run with a budget
 NOT_FINISHED = "not finished"  # a chapter's row while it waits or runs: what a killed run leaves
 UNFINISHED = (OUT_OF_TIME, NOT_RUN, NOT_FINISHED)
+_PAPERMILL_CELLS = ("injected-parameters", "papermill-error-cell-tag")  # tags of the cells papermill inserts
 
 
 def first_line(text, limit=300) -> str:
@@ -38,10 +39,9 @@ def failing_cell(executed: Path) -> dict:
 
     if not executed.is_file():
         return {}
-    added = ("injected-parameters", "papermill-error-cell-tag")  # cells papermill inserts
     index, last_started = -1, {}
     for cell in nbformat.read(executed, as_version=4).cells:
-        if any(tag in cell.get("metadata", {}).get("tags", []) for tag in added):
+        if any(tag in cell.get("metadata", {}).get("tags", []) for tag in _PAPERMILL_CELLS):
             continue
         index += 1
         state = cell.get("metadata", {}).get("papermill", {})
@@ -79,11 +79,10 @@ def page_noise(executed: Path, local_paths=()) -> list[dict]:
     if not executed.is_file():
         return []
     paths = sorted({str(p).rstrip("/") for p in local_paths if len(str(p).rstrip("/")) > 1}, key=len, reverse=True)
-    added = ("injected-parameters", "papermill-error-cell-tag")
     noise, index = [], -1
     for cell in nbformat.read(executed, as_version=4).cells:
         tags = cell.get("metadata", {}).get("tags", [])
-        if any(tag in tags for tag in added):
+        if any(tag in tags for tag in _PAPERMILL_CELLS):
             continue
         index += 1
         if cell.get("cell_type") != "code" or any(tag in tags for tag in _HIDDEN_OUTPUTS):

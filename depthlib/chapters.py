@@ -327,7 +327,8 @@ def run_chapter(notebook, executed, parameters=None, timeout=600, progress=True,
                 os.environ[RECORD_ENV] = previous
         records = _read_records(record_file)
     status = "failed" if error else "ok"
-    book = notebook.resolve().parents[min(2, len(notebook.resolve().parents) - 1)]  # chapters/en/NN.ipynb
+    where = notebook.resolve()
+    book = where.parents[min(2, len(where.parents) - 1)]  # BOOK/chapters/en/NN.ipynb
     noise = page_noise(executed, (tempfile.gettempdir(), Path.home(), book))
     if error and error.get("ename") == "CellTimeoutError" and deadline is not None and time.time() >= deadline - 1:
         status = OUT_OF_TIME
