@@ -422,8 +422,8 @@ def test_figure_helpers_draw_tensors_on_cuda_as_they_draw_them_on_the_cpu():
 
 
 def test_interactive_point_clouds_take_tensors_on_cuda():
-    """Chapters 00 and 10 hand fused points and colours to show_point_clouds; on the gpu profile they
-    are CUDA tensors. The 3D view and its static image come out as they do from the same CPU tensors."""
+    """show_point_clouds takes points and colours as tensors on any device (chapters 00 and 10 call
+    it): from CUDA tensors the 3D view and its static image come out as from the same CPU tensors."""
     import numpy as np
 
     from depthlib.viz import show_point_clouds
